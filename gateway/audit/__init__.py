@@ -1,0 +1,5 @@
+"""The audit log of every upstream call."""
+
+from .log import AuditLog
+
+__all__ = ["AuditLog"]

@@ -1,0 +1,127 @@
+"""Gateway settings: from a TOML file (live mode) or sandbox defaults.
+
+Secrets never need to live in the file: any upstream credential can be given, or
+overridden, by the environment variable ``HGW_UPSTREAM_<NAME>_<KEY>`` (name and key
+upper-cased, ``-`` as ``_``), and the database URL by ``HGW_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["ConfigError", "Settings", "UpstreamSettings", "load_settings", "sandbox_settings"]
+
+SANDBOX_REGIONS = {"440100": "json-hmac", "440300": "json-hmac"}
+
+
+class ConfigError(ValueError):
+    """The configuration file is wrong; the message says where."""
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """One adapter instance: which adapter, where, with which credentials."""
+
+    name: str
+    adapter: str
+    base_url: str
+    regions: tuple[str, ...] = ()
+    credentials: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    keyring_file: Path
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    sandbox: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    search_deadline: float = 8.0
+    idempotency_retention_hours: float = 24.0
+    idempotency_lease_seconds: float = 60.0
+    max_body_bytes: int = 1_048_576
+    api_key_cache_seconds: float = 2.0
+    audit_flush_seconds: float = 0.2
+    log_level: str = "INFO"
+    mode: Literal["sandbox", "live"] = "live"
+
+
+def _env_name(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p).upper() for p in parts)
+
+
+def _upstream(raw: dict[str, Any], where: str) -> UpstreamSettings:
+    try:
+        name = str(raw["name"])
+        adapter = str(raw["adapter"])
+        base_url = str(raw["base_url"])
+    except KeyError as exc:
+        raise ConfigError(f"{where}: missing key {exc.args[0]!r}") from None
+    regions = tuple(str(r) for r in raw.get("regions", ()))
+    for region in regions:
+        if not re.fullmatch(r"\d{6}", region):
+            raise ConfigError(f"{where}: region {region!r} is not a 6-digit division code")
+    credentials = {str(k): str(v) for k, v in dict(raw.get("credentials", {})).items()}
+    prefix = _env_name("HGW_UPSTREAM", name) + "_"
+    for key, value in os.environ.items():
+        if key.startswith(prefix):
+            credentials[key[len(prefix):].lower()] = value
+    return UpstreamSettings(name, adapter, base_url, regions, credentials, dict(raw.get("options", {})))
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read a live-mode configuration file (see hr-gateway.example.toml)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    gateway = raw.get("gateway", {})
+    data_dir = Path(gateway.get("data_dir", ".hr-gateway"))
+    database_url = os.environ.get("HGW_DATABASE_URL") or raw.get("database", {}).get("url")
+    if not database_url:
+        raise ConfigError(f"{path}: [database] url is required (or HGW_DATABASE_URL)")
+    upstreams = tuple(_upstream(u, f"{path}: upstreams[{i}]") for i, u in enumerate(raw.get("upstreams", [])))
+    names = [u.name for u in upstreams]
+    if len(names) != len(set(names)):
+        raise ConfigError(f"{path}: upstream names must be unique")
+    security = raw.get("security", {})
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        keyring_file=Path(os.environ.get("HGW_KEYRING_FILE") or security.get("keyring_file", data_dir / "keyring.json")),
+        upstreams=upstreams,
+        sandbox=bool(raw.get("sandbox", {}).get("enabled", False)),
+        host=str(gateway.get("host", "127.0.0.1")),
+        port=int(gateway.get("port", 8080)),
+        search_deadline=float(gateway.get("search_deadline_seconds", 8.0)),
+        idempotency_retention_hours=float(gateway.get("idempotency_retention_hours", 24.0)),
+        max_body_bytes=int(gateway.get("max_body_bytes", 1_048_576)),
+        api_key_cache_seconds=float(security.get("api_key_cache_seconds", 2.0)),
+        log_level=str(gateway.get("log_level", "INFO")),
+        mode="live",
+    )
+
+
+def sandbox_settings(data_dir: str | Path = ".hr-gateway", **overrides: Any) -> Settings:
+    """Embedded SQLite under ``data_dir``, mock bureaus started by the gateway."""
+    data_dir = Path(data_dir)
+    values: dict[str, Any] = dict(
+        database_url=os.environ.get("HGW_DATABASE_URL") or f"sqlite+aiosqlite:///{(data_dir / 'gateway.db').as_posix()}",
+        data_dir=data_dir,
+        keyring_file=data_dir / "keyring.json",
+        sandbox=True,
+        mode="sandbox",
+    )
+    values.update(overrides)
+    return Settings(**values)

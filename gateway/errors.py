@@ -1,0 +1,110 @@
+"""Problem details (RFC 9457) and the catalogue of stable error codes.
+
+Every error the API returns is ``application/problem+json`` with a machine ``code``
+from ``CATALOGUE``. A *refusal* means the request was turned away before anything
+was done (bad input, auth); an *outcome* is a result of work that was done (an
+upstream's rejection, a conflict found by a search). Refusals are never stored
+against an Idempotency-Key; outcomes are, and are replayed.
+
+Hierarchy::
+
+    ProblemError            carries status, code, title, detail and extension members
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+__all__ = ["CATALOGUE", "PROBLEM_CONTENT_TYPE", "ProblemError", "ProblemType", "problem_body"]
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_TYPE_BASE = "https://hr-gateway.dev/problems/"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    status: int
+    title: str
+    refusal: bool = True
+
+
+CATALOGUE: dict[str, ProblemType] = {
+    # request shape
+    "malformed_json": ProblemType(400, "The request body is not valid JSON"),
+    "invalid_field": ProblemType(400, "A field has the wrong type or value"),
+    "missing_field": ProblemType(400, "A required field is missing"),
+    "unknown_field": ProblemType(400, "The request contains a field this endpoint does not accept"),
+    "unsupported_media_type": ProblemType(415, "The request body's content type is not accepted"),
+    "payload_too_large": ProblemType(413, "The request body is larger than the gateway accepts"),
+    "invalid_jwe": ProblemType(400, "The encrypted request body could not be decrypted"),
+    "not_found": ProblemType(404, "No such resource"),
+    "method_not_allowed": ProblemType(405, "Method not allowed on this resource"),
+    # auth
+    "missing_api_key": ProblemType(401, "An API key is required"),
+    "invalid_api_key": ProblemType(401, "The API key is not valid"),
+    "revoked_api_key": ProblemType(401, "The API key has been revoked"),
+    "insufficient_scope": ProblemType(403, "The API key lacks a scope this operation needs"),
+    "environment_unavailable": ProblemType(403, "This gateway serves no upstreams for the key's environment"),
+    # idempotency
+    "idempotency_key_missing": ProblemType(400, "This operation requires an Idempotency-Key header"),
+    "invalid_idempotency_key": ProblemType(400, "The Idempotency-Key header is malformed"),
+    "idempotency_key_reused": ProblemType(422, "The Idempotency-Key was already used with a different request"),
+    "idempotency_key_in_use": ProblemType(409, "A request with this Idempotency-Key is still being processed"),
+    # domain validation
+    "invalid_id_number": ProblemType(422, "The resident ID number is not valid"),
+    "invalid_uscc": ProblemType(422, "The Unified Social Credit Code is not valid"),
+    "unknown_region": ProblemType(422, "No bureau serves this region"),
+    "invalid_date": ProblemType(422, "A date is out of the accepted range"),
+    "invalid_amount": ProblemType(422, "An amount is not a valid CNY amount"),
+    # outcomes of work
+    "transfer_required": ProblemType(409, "The person is actively insured in another region", refusal=False),
+    "participation_check_incomplete": ProblemType(
+        503, "Not every region could be searched, so the enrolment cannot be checked", refusal=False
+    ),
+    "upstream_rejected": ProblemType(422, "The upstream refused the request", refusal=False),
+    "upstream_unavailable": ProblemType(503, "The upstream is unavailable", refusal=False),
+    "upstream_timeout": ProblemType(504, "The upstream did not answer in time", refusal=False),
+    "upstream_error": ProblemType(502, "The upstream answered in a way the gateway cannot use", refusal=False),
+    "outcome_unknown": ProblemType(
+        503, "The upstream may or may not have applied the request; retry with the same Idempotency-Key",
+        refusal=False,
+    ),
+    "internal_error": ProblemType(500, "The gateway failed unexpectedly", refusal=False),
+    "not_ready": ProblemType(503, "The gateway is not ready", refusal=False),
+}
+
+
+class ProblemError(Exception):
+    """Raise to answer with a problem document; ``code`` must be in ``CATALOGUE``."""
+
+    def __init__(self, code: str, detail: str | None = None, *, headers: dict[str, str] | None = None, **extensions: Any) -> None:
+        problem_type = CATALOGUE[code]
+        super().__init__(detail or problem_type.title)
+        self.code = code
+        self.status = problem_type.status
+        self.title = problem_type.title
+        self.refusal = problem_type.refusal
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": _TYPE_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+        }
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        body.update({k: v for k, v in self.extensions.items() if v is not None})
+        return body
+
+
+def problem_body(error: ProblemError, instance: str | None = None) -> bytes:
+    return msgspec.json.encode(error.to_dict(instance))

@@ -1,0 +1,159 @@
+"""Persisted Idempotency-Key records.
+
+A record is claimed with one atomic ``INSERT … ON CONFLICT DO NOTHING RETURNING``, so
+two requests racing with the same key (in one process or across replicas, on SQLite
+or PostgreSQL) cannot both win. The winner holds a lease; if it dies, the lease runs
+out and a retry takes the record over (``UPDATE … WHERE lease expired RETURNING``)
+and resumes the work, which is linked to the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..encryption import FieldCipher
+from ..store import idempotency_records as records
+
+__all__ = ["Claim", "IdempotencyStore", "StoredResponse", "fingerprint"]
+
+_BODY_COLUMN = "idempotency_records.response_body"
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Same request -> same fingerprint, however its JSON was spaced or ordered."""
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
+    except msgspec.DecodeError:
+        canonical = body
+    digest = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), canonical):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: Literal["acquired", "replay", "in_flight", "mismatch"]
+    response: StoredResponse | None = None
+    retry_after: int = 1
+    resumed: bool = False
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class IdempotencyStore:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: FieldCipher,
+        *,
+        retention: dt.timedelta = dt.timedelta(hours=24),
+        lease: dt.timedelta = dt.timedelta(seconds=60),
+    ) -> None:
+        self.engine = engine
+        self.cipher = cipher
+        self.retention = retention
+        self.lease = lease
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def _key(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
+        return sa.and_(records.c.client_id == client_id, records.c.key == key)
+
+    async def claim(self, client_id: str, key: str, fp: str, method: str, path: str) -> Claim:
+        for _ in range(3):
+            now = _now()
+            async with self.engine.begin() as conn:
+                inserted = (
+                    await conn.execute(
+                        self._insert(records)
+                        .values(
+                            client_id=client_id, key=key, fingerprint=fp, method=method, path=path,
+                            state="in_flight", locked_until=now + self.lease,
+                            created_at=now, expires_at=now + self.retention,
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(records.c.key)
+                    )
+                ).first()
+            if inserted is not None:
+                return Claim("acquired")
+            async with self.engine.begin() as conn:
+                row = (await conn.execute(records.select().where(self._key(client_id, key)))).first()
+                if row is None:
+                    continue  # deleted between our insert and select: try again
+                if row.expires_at <= now:
+                    await conn.execute(records.delete().where(self._key(client_id, key), records.c.expires_at <= now))
+                    continue
+                if row.fingerprint != fp:
+                    return Claim("mismatch")
+                if row.state == "completed":
+                    body = self.cipher.decrypt_bytes(row.response_body_enc, _BODY_COLUMN) if row.response_body_enc else b""
+                    headers = [tuple(h) for h in json.loads(row.response_headers or "[]")]
+                    return Claim("replay", StoredResponse(row.response_status, headers, body))  # type: ignore[arg-type]
+                if row.locked_until > now:
+                    return Claim("in_flight", retry_after=max(1, math.ceil((row.locked_until - now).total_seconds())))
+                taken = (
+                    await conn.execute(
+                        records.update()
+                        .where(self._key(client_id, key), records.c.state == "in_flight", records.c.locked_until <= now)
+                        .values(locked_until=now + self.lease)
+                        .returning(records.c.key)
+                    )
+                ).first()
+                if taken is not None:
+                    return Claim("acquired", resumed=True)
+                return Claim("in_flight", retry_after=1)
+        return Claim("in_flight", retry_after=1)
+
+    async def complete(self, client_id: str, key: str, response: StoredResponse) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                records.update()
+                .where(self._key(client_id, key))
+                .values(
+                    state="completed",
+                    locked_until=None,
+                    response_status=response.status,
+                    response_headers=json.dumps(response.headers),
+                    response_body_enc=self.cipher.encrypt(response.body, _BODY_COLUMN),
+                )
+            )
+
+    async def release(self, client_id: str, key: str) -> None:
+        """The work may be resumed by the next request with this key."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                records.update()
+                .where(self._key(client_id, key), records.c.state == "in_flight")
+                .values(locked_until=_now())
+            )
+
+    async def discard(self, client_id: str, key: str) -> None:
+        """The request was refused before any work: forget the key entirely."""
+        async with self.engine.begin() as conn:
+            await conn.execute(records.delete().where(self._key(client_id, key), records.c.state == "in_flight"))
+
+    async def purge_expired(self) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(records.delete().where(records.c.expires_at <= _now()))
+        return result.rowcount or 0

@@ -1,0 +1,102 @@
+"""The running gateway: every long-lived object, created in the app's lifespan.
+
+Engines, HTTP clients and background tasks belong to the event loop that serves the
+app, so they are built in ``start()`` (called from the Litestar lifespan), never at
+import time or in test fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from joserfc.jwk import RSAKey
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .audit import AuditLog
+from .auth import ClientStore
+from .config import Settings, UpstreamSettings
+from .encryption import FieldCipher, Keyring
+from .idempotency import IdempotencyStore
+from .registry import Upstreams, build_upstream_set
+from .sandbox import SandboxMocks
+from .store import create_engine, upgrade
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("hr_gateway")
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    #: Sandbox upstreams to use instead of starting the bundled mocks (tests, benchmarks).
+    sandbox_upstreams: Sequence[UpstreamSettings] | None = None
+
+    engine: AsyncEngine = field(init=False)
+    keyring: Keyring = field(init=False)
+    cipher: FieldCipher = field(init=False)
+    clients: ClientStore = field(init=False)
+    idempotency: IdempotencyStore = field(init=False)
+    audit: AuditLog = field(init=False)
+    upstreams: Upstreams = field(init=False)
+    jwe_gateway_key: RSAKey = field(init=False)
+    mocks: SandboxMocks | None = field(init=False, default=None)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.keyring = Keyring.load_or_create(s.keyring_file)
+        self.cipher = FieldCipher(self.keyring)
+        self.jwe_gateway_key = RSAKey.import_key(self.keyring.jwe_private_jwk)
+        self.engine = create_engine(s.database_url)
+        await upgrade(self.engine)
+        self.clients = ClientStore(self.engine, self.cipher, cache_seconds=s.api_key_cache_seconds)
+        self.idempotency = IdempotencyStore(
+            self.engine,
+            self.cipher,
+            retention=dt.timedelta(hours=s.idempotency_retention_hours),
+            lease=dt.timedelta(seconds=s.idempotency_lease_seconds),
+        )
+        self.audit = AuditLog(self.engine, flush_seconds=s.audit_flush_seconds)
+        self.audit.start()
+
+        def observer_for(environment: str, upstream: UpstreamSettings):  # type: ignore[no-untyped-def]
+            return self.audit.observer(environment, upstream.name, upstream.regions)
+
+        self.upstreams = Upstreams()
+        if s.upstreams:
+            self.upstreams.live = build_upstream_set("live", s.upstreams, observer_for)
+        if s.sandbox:
+            sandbox = self.sandbox_upstreams
+            if sandbox is None:
+                self.mocks = SandboxMocks().start()
+                sandbox = self.mocks.upstreams
+            self.upstreams.sandbox = build_upstream_set("sandbox", sandbox, observer_for)
+        self._tasks.append(asyncio.create_task(self._purge_idempotency(), name="idempotency-purge"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.audit.stop()
+        await self.upstreams.aclose()
+        if self.mocks is not None:
+            self.mocks.stop()
+        await self.engine.dispose()
+
+    async def _purge_idempotency(self) -> None:
+        while True:
+            try:
+                removed = await self.idempotency.purge_expired()
+                if removed:
+                    log.info("purged %d expired idempotency records", removed)
+            except Exception:
+                log.exception("idempotency purge failed")
+            await asyncio.sleep(300)

@@ -1,0 +1,248 @@
+"""Enrolment: check for active participation elsewhere, then submit exactly once.
+
+The enrolment row (with its deterministic upstream reference) is written before the
+first upstream call and is linked to the Idempotency-Key. A retry of a request whose
+outcome was unknown finds the row, asks the bureau whether the reference landed, and
+only then submits again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import (
+    AmbiguousOutcome,
+    BureauAdapter,
+    BusinessRejection,
+    CallContext,
+    Capability,
+    Employer,
+    EnrolmentReceipt,
+    EnrolmentSubmission,
+    Person,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+from ..api.schemas import EnrolmentIn, EnrolmentOut, MaskedPerson
+from ..auth import Client
+from ..encryption import FieldCipher, mask_id_number
+from ..errors import ProblemError
+from ..registry import UpstreamSet
+from ..store import enrolments
+from ..validation import check_amount, check_date, check_id_number, check_region, check_uscc
+from .ids import new_id, upstream_reference
+from .participation import search_participation
+
+__all__ = ["EnrolmentService"]
+
+log = logging.getLogger("hr_gateway.enrolments")
+_ID_COLUMN = "enrolments.id_number"
+_NAME_COLUMN = "enrolments.name"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class EnrolmentService:
+    def __init__(self, engine: AsyncEngine, cipher: FieldCipher, *, search_deadline: float) -> None:
+        self.engine = engine
+        self.cipher = cipher
+        self.search_deadline = search_deadline
+
+    # -- reading ------------------------------------------------------------------
+
+    def _out(self, row: Any) -> EnrolmentOut:
+        return EnrolmentOut(
+            id=row.id,
+            status=row.status,
+            region=row.region,
+            employee=MaskedPerson(mask_id_number(self.cipher.decrypt(row.id_number_enc, _ID_COLUMN))),
+            employer=Employer(uscc=row.employer_uscc, name=row.employer_name),
+            hire_date=dt.date.fromisoformat(row.hire_date),
+            insurance_types=row.insurance_types.split(),
+            contribution_base=Decimal(row.contribution_base),
+            reference=row.reference,
+            bureau_reference=row.bureau_reference,
+            error=json.loads(row.error) if row.error else None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def get(self, client: Client, enrolment_id: str) -> EnrolmentOut:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    enrolments.select().where(enrolments.c.id == enrolment_id, enrolments.c.client_id == client.id)
+                )
+            ).first()
+        if row is None:
+            raise ProblemError("not_found", "no enrolment with this id for this client")
+        return self._out(row)
+
+    # -- validating ---------------------------------------------------------------
+
+    @staticmethod
+    def validate(body: EnrolmentIn, upstreams: UpstreamSet) -> tuple[Person, Employer, BureauAdapter]:
+        person = Person(check_id_number(body.employee.id_number, "employee.id_number"), body.employee.name.strip())
+        employer = Employer(check_uscc(body.employer.uscc, "employer.uscc"), body.employer.name.strip())
+        region = check_region(body.region, upstreams.regions(Capability.ENROLMENT), "region")
+        today = dt.date.today()
+        check_date(body.hire_date, "hire_date", earliest=dt.date(1990, 1, 1), latest=today + dt.timedelta(days=366))
+        check_amount(body.contribution_base, "contribution_base")
+        if len(set(body.insurance_types)) != len(body.insurance_types):
+            raise ProblemError("invalid_field", "insurance_types: a type is listed twice", field="insurance_types")
+        bureau = upstreams.bureau_for(region, Capability.ENROLMENT)
+        assert bureau is not None
+        return person, employer, bureau
+
+    # -- enrolling ----------------------------------------------------------------
+
+    async def enrol(
+        self, client: Client, body: EnrolmentIn, upstreams: UpstreamSet, context: CallContext, idempotency_key: str | None
+    ) -> EnrolmentOut:
+        person, employer, bureau = self.validate(body, upstreams)
+        row = await self._find_by_key(client, idempotency_key) if idempotency_key else None
+        if row is None:
+            await self._refuse_if_active_elsewhere(person, body, upstreams, context)
+            row = await self._create(client, body, person, employer, bureau, idempotency_key)
+        elif row.status in ("accepted", "rejected"):
+            return self._out(row)
+        return await self._submit(row, person, employer, body, bureau, context.with_gateway_id(row.id))
+
+    async def _refuse_if_active_elsewhere(
+        self, person: Person, body: EnrolmentIn, upstreams: UpstreamSet, context: CallContext
+    ) -> None:
+        others = [r for r in upstreams.regions(Capability.PARTICIPATION_SEARCH) if r != body.region]
+        result = await search_participation(upstreams, person, others, context, deadline=self.search_deadline)
+        wanted = set(body.insurance_types)
+        conflicts = [r for r in result.active() if r.insurance_type in wanted]
+        if conflicts:
+            raise ProblemError(
+                "transfer_required",
+                f"{mask_id_number(person.id_number)} is actively insured in "
+                f"{', '.join(sorted({c.region for c in conflicts}))}; transfer the relationship to {body.region} first",
+                conflicts=[
+                    {
+                        "region": c.region,
+                        "insurance_type": c.insurance_type,
+                        "status": c.status,
+                        "employer": {"uscc": c.employer.uscc, "name": c.employer.name} if c.employer else None,
+                        "start_date": c.start_date.isoformat() if c.start_date else None,
+                        "paid_months": c.paid_months,
+                    }
+                    for c in conflicts
+                ],
+                target_region=body.region,
+            )
+        if not result.complete:
+            missing = [{"region": r.region, "outcome": r.outcome} for r in result.regions if r.outcome != "ok"]
+            raise ProblemError(
+                "participation_check_incomplete",
+                "some regions could not be searched for active participation; retry with the same Idempotency-Key",
+                regions=missing,
+                headers={"Retry-After": "5"},
+            )
+
+    async def _find_by_key(self, client: Client, key: str) -> Any:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    enrolments.select().where(enrolments.c.client_id == client.id, enrolments.c.idempotency_key == key)
+                )
+            ).first()
+
+    async def _create(
+        self, client: Client, body: EnrolmentIn, person: Person, employer: Employer, bureau: BureauAdapter, key: str | None
+    ) -> Any:
+        gateway_id = new_id("enr")
+        now = _now()
+        values = dict(
+            id=gateway_id,
+            client_id=client.id,
+            environment=client.environment,
+            idempotency_key=key,
+            region=body.region,
+            upstream=bureau.name,
+            person_bidx=self.cipher.blind_index(person.id_number),
+            id_number_enc=self.cipher.encrypt(person.id_number, _ID_COLUMN),
+            name_enc=self.cipher.encrypt(person.name, _NAME_COLUMN),
+            employer_uscc=employer.uscc,
+            employer_name=employer.name,
+            hire_date=body.hire_date.isoformat(),
+            insurance_types=" ".join(body.insurance_types),
+            contribution_base=str(check_amount(body.contribution_base, "contribution_base")),
+            status="submitting",
+            reference=upstream_reference(gateway_id),
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(enrolments.insert().values(**values))
+            return (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
+
+    async def _update(self, gateway_id: str, **values: Any) -> Any:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                enrolments.update().where(enrolments.c.id == gateway_id).values(updated_at=_now(), **values)
+            )
+            return (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
+
+    async def _submit(
+        self, row: Any, person: Person, employer: Employer, body: EnrolmentIn, bureau: BureauAdapter, context: CallContext
+    ) -> EnrolmentOut:
+        submission = EnrolmentSubmission(
+            reference=row.reference,
+            region=row.region,
+            person=person,
+            employer=employer,
+            hire_date=body.hire_date,
+            insurance_types=tuple(body.insurance_types),
+            contribution_base=Decimal(row.contribution_base),
+        )
+        try:
+            receipt: EnrolmentReceipt | None = None
+            if row.status == "outcome_unknown" and Capability.ENROLMENT_LOOKUP in bureau.capabilities:
+                receipt = await bureau.find_enrolment(row.reference, context=context)
+            if receipt is None:
+                receipt = await bureau.submit_enrolment(submission, context=context)
+        except BusinessRejection as exc:
+            error = {"code": "upstream_rejected", "upstream_code": exc.upstream_code,
+                     "upstream_message": exc.upstream_message, "field": exc.field}
+            updated = await self._update(row.id, status="rejected", error=json.dumps(error))
+            raise ProblemError(
+                "upstream_rejected",
+                f"the {row.region} bureau refused the enrolment: {exc.upstream_message}",
+                upstream={"code": exc.upstream_code, "message": exc.upstream_message},
+                field=f"employee.{exc.field}" if exc.field in ("id_number", "name") else exc.field,
+                enrolment_id=updated.id,
+            ) from None
+        except AmbiguousOutcome:
+            await self._update(row.id, status="outcome_unknown")
+            raise ProblemError(
+                "outcome_unknown",
+                "the bureau did not confirm the enrolment; retry with the same Idempotency-Key and the gateway "
+                "will ask the bureau before submitting again",
+                enrolment_id=row.id,
+                headers={"Retry-After": "5"},
+            ) from None
+        except UpstreamTimeout as exc:
+            raise ProblemError("upstream_timeout", exc.message, enrolment_id=row.id) from None
+        except UpstreamError as exc:
+            raise ProblemError(
+                "upstream_unavailable", f"the {row.region} bureau is unavailable: {exc.message}",
+                enrolment_id=row.id, headers={"Retry-After": "5"},
+            ) from None
+        updated = await self._update(
+            row.id, status="accepted" if receipt.status == "accepted" else "submitting",
+            bureau_reference=receipt.bureau_reference, error=None,
+        )
+        return self._out(updated)

@@ -1,0 +1,130 @@
+"""The gateway's tables (SQLAlchemy Core). Columns ending in ``_enc`` hold
+AES-256-GCM ciphertext from ``gateway.encryption``; ``*_bidx`` columns hold keyed
+blind indexes. No column holds PII in plaintext."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+__all__ = ["audit_events", "clients", "enrolments", "idempotency_records", "metadata"]
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the way in and out, on SQLite (naive storage) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: object) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("environment", String(10), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("key_prefix", String(24), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("jwe_kid", String(40), nullable=False, unique=True),
+    Column("jwe_key_enc", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+idempotency_records = Table(
+    "idempotency_records",
+    metadata,
+    Column("client_id", String(40), ForeignKey("clients.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("method", String(10), nullable=False),
+    Column("path", String(500), nullable=False),
+    Column("state", String(12), nullable=False),  # in_flight | completed
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_headers", Text, nullable=True),
+    Column("response_body_enc", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("region", String(6), nullable=False),
+    Column("upstream", String(100), nullable=False),
+    Column("person_bidx", String(64), nullable=False, index=True),
+    Column("id_number_enc", Text, nullable=False),
+    Column("name_enc", Text, nullable=False),
+    Column("employer_uscc", String(18), nullable=False),
+    Column("employer_name", String(200), nullable=False),
+    Column("hire_date", String(10), nullable=False),
+    Column("insurance_types", String(200), nullable=False),
+    Column("contribution_base", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("bureau_reference", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("uq_enrolments_client_idempotency", "client_id", "idempotency_key", unique=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("client_id", String(40), nullable=True, index=True),
+    Column("environment", String(10), nullable=True),
+    Column("operation", String(100), nullable=False),
+    Column("upstream", String(100), nullable=False),
+    Column("region", String(6), nullable=True),
+    Column("gateway_id", String(40), nullable=True, index=True),
+    Column("request_id", String(128), nullable=True),
+    Column("upstream_status", Integer, nullable=True),
+    Column("upstream_code", String(40), nullable=True),
+    Column("outcome", String(60), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+)

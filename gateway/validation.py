@@ -1,0 +1,64 @@
+"""Checks on canonical input that need more than a type: ID numbers, USCCs,
+regions, amounts and dates. Each failure is a ``ProblemError`` naming the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+
+from stdnum.cn import ric, uscc
+from stdnum.exceptions import ValidationError
+
+from .errors import ProblemError
+
+__all__ = ["check_amount", "check_date", "check_id_number", "check_region", "check_uscc"]
+
+_REGION = re.compile(r"\d{6}")
+
+
+def check_id_number(value: str, field: str) -> str:
+    try:
+        return ric.validate(value)
+    except ValidationError as exc:
+        raise ProblemError("invalid_id_number", f"{field}: {exc}", field=field) from None
+
+
+def check_uscc(value: str, field: str) -> str:
+    try:
+        return uscc.validate(value)
+    except ValidationError as exc:
+        raise ProblemError("invalid_uscc", f"{field}: {exc}", field=field) from None
+
+
+def check_region(value: str, known: list[str], field: str) -> str:
+    if not _REGION.fullmatch(value) or value not in known:
+        raise ProblemError(
+            "unknown_region",
+            f"{field}: no bureau serves region {value!r} for this key",
+            field=field,
+            known_regions=known,
+        )
+    return value
+
+
+def check_amount(value: Decimal, field: str, *, positive: bool = True, maximum: Decimal = Decimal("100000000")) -> Decimal:
+    try:
+        exponent = value.as_tuple().exponent
+        ok = value.is_finite() and isinstance(exponent, int) and exponent >= -2
+        ok = ok and (value > 0 if positive else value >= 0) and value <= maximum
+    except (InvalidOperation, TypeError):
+        ok = False
+    if not ok:
+        raise ProblemError(
+            "invalid_amount",
+            f"{field}: a CNY amount as a decimal string with at most two places, greater than 0 and at most {maximum}",
+            field=field,
+        )
+    return value.quantize(Decimal("0.01"))
+
+
+def check_date(value: dt.date, field: str, *, earliest: dt.date, latest: dt.date) -> dt.date:
+    if not earliest <= value <= latest:
+        raise ProblemError("invalid_date", f"{field}: must be between {earliest} and {latest}", field=field)
+    return value

@@ -1,0 +1,13 @@
+"""Stand-alone mock upstream servers; import nothing from gateway/adapters.
+
+Each mock is written from a dialect's wire-protocol description alone, so that it
+can check the adapters instead of mirroring their mistakes. Only the standard
+library is used, which keeps the mocks runnable anywhere the project's tests run.
+"""
+
+from mocks.cli import serve_forever
+from mocks.dialects import MOCK_DIALECTS
+from mocks.faults import Fault, parse_fault
+from mocks.json_hmac import JsonHmacBureau
+
+__all__ = ["JsonHmacBureau", "Fault", "parse_fault", "MOCK_DIALECTS", "serve_forever"]

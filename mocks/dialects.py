@@ -1,0 +1,12 @@
+"""Which mock server class serves which dialect name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mocks.json_hmac import JsonHmacBureau
+from mocks.server import MockServer
+
+MOCK_DIALECTS: dict[str, Callable[..., MockServer]] = {
+    JsonHmacBureau.dialect: JsonHmacBureau,
+}
