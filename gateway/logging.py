@@ -32,5 +32,7 @@ def configure_logging(level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every upstream URL at INFO; the audit log records those calls instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # The gateway writes its own access log (with request ids, without query strings).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
-from litestar.params import Parameter
+from litestar import Controller, Request, get, post
+from litestar.params import HeaderParameter
 
 from adapters import CallContext, Capability, Person
 
@@ -30,8 +30,8 @@ __all__ = ["IDEMPOTENCY_HEADER", "SocialSecurityController"]
 
 IDEMPOTENCY_HEADER = Annotated[
     str,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         description=(
             "Required. A unique key per intended operation (a UUID). A retry with the same key and body replays the "
             "first response (Idempotent-Replayed: true) for 24 hours by default; with another body it is refused (422); "
@@ -96,12 +96,12 @@ class SocialSecurityController(Controller):
         client: Client,
         upstreams: UpstreamSet,
         context: CallContext,
-        scope: dict,  # type: ignore[type-arg]
+        request: Request,
     ) -> EnrolmentOut:
         """Refused with 409 `transfer_required` when the person is actively insured in another region for a
         requested insurance type; otherwise submitted to the region's bureau exactly once."""
         service = EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)
-        return await service.enrol(client, data, upstreams, context, scope.get(IDEMPOTENCY_KEY))
+        return await service.enrol(client, data, upstreams, context, request.scope.get(IDEMPOTENCY_KEY))
 
     @get("/enrolments/{enrolment_id:str}", opt={"scope": "social_security:read"}, summary="An enrolment")
     async def get_enrolment(self, enrolment_id: str, gateway: Gateway, client: Client) -> EnrolmentOut:

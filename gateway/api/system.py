@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 from sqlalchemy import text
 
 from ..auth import Client
@@ -90,13 +90,13 @@ class AuditController(Controller):
     async def list_events(
         self,
         gateway: Gateway,
-        client_id: str | None = None,
-        gateway_id: str | None = None,
-        operation: str | None = None,
-        upstream: str | None = None,
-        since: dt.datetime | None = None,
-        before_id: int | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        client_id: FromQuery[str | None] = None,
+        gateway_id: FromQuery[str | None] = None,
+        operation: FromQuery[str | None] = None,
+        upstream: FromQuery[str | None] = None,
+        since: FromQuery[dt.datetime | None] = None,
+        before_id: FromQuery[int | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> list[AuditEventOut]:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)

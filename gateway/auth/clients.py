@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class ClientStore:
             environment=row.environment,
             scopes=frozenset(row.scopes.split()),
             jwe_kid=row.jwe_kid,
-            jwe_key=OctKey.import_key(jwk),
+            jwe_key=OctKey.import_key(json.loads(jwk)),
             key_prefix=row.key_prefix,
             created_at=row.created_at,
             revoked_at=row.revoked_at,
@@ -118,7 +119,7 @@ class ClientStore:
                     key_prefix=api_key[:16],
                     key_hash=_hash(api_key),
                     jwe_kid=kid,
-                    jwe_key_enc=self.cipher.encrypt(jwe_key.as_json(private=True), _JWE_COLUMN),
+                    jwe_key_enc=self.cipher.encrypt(json.dumps(jwe_key.as_dict(private=True)), _JWE_COLUMN),
                     created_at=now,
                 )
             )

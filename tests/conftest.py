@@ -1,0 +1,147 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), mock
+bureaus on loopback, and a running gateway app with a sandbox client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
+from gateway.config import UpstreamSettings, sandbox_settings
+from mocks import JsonHmacBureau
+
+POSTGRES_URL = os.environ.get("HGW_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("HGW_REQUIRE_POSTGRES") == "1"
+
+WANG_FANG = {"id_number": "440104199003120213", "name": "Wang Fang"}
+LI_MING = {"id_number": "430102199511080356", "name": "Li Ming"}
+ZHAO_LEI = {"id_number": "440303199201010554", "name": "Zhao Lei"}
+
+
+def _postgres_reachable() -> bool:
+    parsed = urlparse(POSTGRES_URL.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def _pg(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """The same tests run against embedded SQLite and against PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+        return
+    if not _postgres_reachable():
+        message = f"PostgreSQL not reachable at {POSTGRES_URL} (set HGW_TEST_POSTGRES_URL)"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message + " but HGW_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    schema = "hgw_test_" + secrets.token_hex(6)
+    asyncio.run(_pg(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_URL}?search_path={schema}"
+    finally:
+        asyncio.run(_pg(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def bureaus() -> Iterator[dict[str, JsonHmacBureau]]:
+    servers = {region: JsonHmacBureau(region, app_secret=secrets.token_urlsafe(16)).start() for region in ("440100", "440300")}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def upstreams_for(bureaus: dict[str, JsonHmacBureau], **options: Any) -> list[UpstreamSettings]:
+    return [
+        UpstreamSettings(
+            name=f"bureau-{region}",
+            adapter="json-hmac",
+            base_url=server.base_url,
+            regions=(region,),
+            credentials={"app_id": server.app_id, "app_secret": server.app_secret},
+            options=dict(options),
+        )
+        for region, server in bureaus.items()
+    ]
+
+
+async def create_client(settings: Any, scopes: str, *, sandbox: bool = True, name: str = "tests") -> dict[str, Any]:
+    """Create a client the way the CLI does: with its own engine on the test's loop
+    (the app's engine belongs to the app's loop)."""
+    from gateway.cli import _with_store
+
+    issued = await _with_store(settings, lambda store: store.create(name, scopes, sandbox=sandbox))
+    return issued.as_dict()
+
+
+async def query_db(settings: Any, statement: Any) -> list[Any]:
+    """Read the gateway's database directly (to check what was or was not written)."""
+    from gateway.store import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(statement)).all())
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Api:
+    """A running gateway with one sandbox client holding every scope."""
+
+    http: AsyncTestClient[Any]
+    app: Any
+    key: str
+    issued: dict[str, Any]
+    bureaus: dict[str, JsonHmacBureau]
+    settings: Any
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+    def headers(self, key: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}", **extra}
+
+    async def new_client(self, scopes: str, *, sandbox: bool = True) -> dict[str, Any]:
+        return await create_client(self.settings, scopes, sandbox=sandbox)
+
+    async def rows(self, statement: Any) -> list[Any]:
+        return await query_db(self.settings, statement)
+
+
+@pytest.fixture
+async def api(database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any) -> AsyncIterator[Api]:
+    settings = sandbox_settings(
+        tmp_path / "data", database_url=database_url, search_deadline=3.0, api_key_cache_seconds=0,
+        audit_flush_seconds=0.05,
+    )
+    issued = await create_client(settings, "admin")
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
+    async with AsyncTestClient(app=app, timeout=30) as http:
+        yield Api(http, app, issued["api_key"], issued, bureaus, settings)
