@@ -47,6 +47,7 @@ class Gateway:
     jwe_gateway_key: RSAKey = field(init=False)
     mocks: SandboxMocks | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     async def start(self) -> None:
         s = self.settings
@@ -80,10 +81,9 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._purge_idempotency(), name="idempotency-purge"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Background loops end at their next wait; none is cancelled mid-write.
+        self._stopping.set()
+        await asyncio.gather(*self._tasks)
         self._tasks.clear()
         await self.audit.stop()
         await self.upstreams.aclose()
@@ -92,11 +92,12 @@ class Gateway:
         await self.engine.dispose()
 
     async def _purge_idempotency(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 removed = await self.idempotency.purge_expired()
                 if removed:
                     log.info("purged %d expired idempotency records", removed)
             except Exception:
                 log.exception("idempotency purge failed")
-            await asyncio.sleep(300)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 300)

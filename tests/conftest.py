@@ -136,11 +136,17 @@ class Api:
 
 
 @pytest.fixture
-async def api(database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any) -> AsyncIterator[Api]:
-    settings = sandbox_settings(
-        tmp_path / "data", database_url=database_url, search_deadline=3.0, api_key_cache_seconds=0,
-        audit_flush_seconds=0.05,
+async def api(
+    request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any
+) -> AsyncIterator[Api]:
+    """A gateway over the mock bureaus; ``@pytest.mark.gateway_settings(...)`` overrides settings."""
+    values: dict[str, Any] = dict(
+        database_url=database_url, search_deadline=3.0, api_key_cache_seconds=0, audit_flush_seconds=0.05
     )
+    marker = request.node.get_closest_marker("gateway_settings")
+    if marker is not None:
+        values.update(marker.kwargs)
+    settings = sandbox_settings(tmp_path / "data", **values)
     issued = await create_client(settings, "admin")
     app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
     async with AsyncTestClient(app=app, timeout=30) as http:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,15 +23,11 @@ class _RetryAfterOrBackoff(wait_base):
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.initial_backoff,
-            max=policy.max_backoff,
-            exp_base=policy.multiplier,
-            jitter=policy.jitter,
-        )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self._backoff(retry_state)
+        p = self._policy
+        exponential = p.initial_backoff * p.multiplier ** max(0, retry_state.attempt_number - 1)
+        wait = min(p.max_backoff, exponential) + random.uniform(0, p.jitter)
         error = retry_state.outcome.exception() if retry_state.outcome else None
         hinted = getattr(error, "retry_after", None)
         if self._policy.respect_retry_after and hinted is not None:

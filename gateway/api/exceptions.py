@@ -31,13 +31,11 @@ def _problem(request: Request, error: ProblemError) -> Response[bytes]:
 
 def _from_validation(exc: ValidationException) -> ProblemError:
     """Classify Litestar's (msgspec's) decoding messages into stable codes."""
-    messages: list[str] = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if isinstance(item, dict) and item.get("message"):
-            messages.append(str(item["message"]))
-    text = messages[0] if messages else str(exc.detail)
+    items = [i for i in (exc.extra if isinstance(exc.extra, list) else []) if isinstance(i, dict) and i.get("message")]
+    text = str(items[0]["message"]) if items else str(exc.detail)
+    key = str(items[0].get("key")) if items and items[0].get("key") not in (None, "data") else None
     found = _LOCATION.search(text)
-    field = found.group("path").replace("[", ".").replace("]", "") if found else None
+    field = found.group("path").replace("[", ".").replace("]", "") if found else key
     clean = _LOCATION.sub("", text)
     lowered = text.lower()
     if "malformed" in lowered or "truncated" in lowered or "invalid json" in lowered or "decode" in lowered:
@@ -72,8 +70,11 @@ def _http_handler(request: Request, exc: HTTPException) -> Response[bytes]:
         return _problem(request, ProblemError("unsupported_media_type", "send application/json or application/jose"))
     if exc.status_code == 413:
         return _problem(request, ProblemError("payload_too_large"))
+    detail = str(exc.detail)
+    if exc.status_code == 400 and any(w in detail.lower() for w in ("malformed", "truncated", "decode")):
+        return _problem(request, ProblemError("malformed_json", f"the body is not valid JSON: {detail}"))
     if exc.status_code < 500:
-        return _problem(request, ProblemError("invalid_field", str(exc.detail)))
+        return _problem(request, ProblemError("invalid_field", detail))
     log.error("HTTP %s while handling %s %s", exc.status_code, request.method, request.url.path)
     return _problem(request, ProblemError("internal_error"))
 

@@ -34,6 +34,7 @@ class AuditLog:
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
 
     def observer(self, environment: str, upstream: str, regions: tuple[str, ...] = ()) -> CallObserver:
         def observe(call: UpstreamCall) -> None:
@@ -62,18 +63,20 @@ class AuditLog:
             self._task = asyncio.create_task(self._run(), name="audit-flush")
 
     async def stop(self) -> None:
+        # Never cancel a flush half-way: a cancelled SQLite write can hold the
+        # database lock. Ask the loop to end and wait for it.
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task
             self._task = None
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.flush_seconds)
+            except TimeoutError:
+                pass
             try:
                 await self.flush()
             except Exception:  # the database may be briefly away; keep the rows for the next try

@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["JweMiddleware"]
 
 
+JSON_CONTENT_TYPE = "application/json"
+
+
 def _media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
+
+
+def _is_json(value: str | None) -> bool:
+    media_type = _media_type(value)
+    return media_type == JSON_CONTENT_TYPE or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 class JweMiddleware:
@@ -46,6 +54,10 @@ class JweMiddleware:
             scope[BODY] = plaintext  # type: ignore[literal-required]
             set_header(scope, "content-type", "application/json")
             set_header(scope, "content-length", str(len(plaintext)))
+        elif scope.get(BODY) and not _is_json(header(scope, "content-type")):
+            await send_problem(scope, send, ProblemError(
+                "unsupported_media_type", f"send {JSON_CONTENT_TYPE} or {JOSE_CONTENT_TYPE}"))
+            return
         if JOSE_CONTENT_TYPE not in (header(scope, "accept") or "").lower():
             await self.app(scope, receive, send)
             return
