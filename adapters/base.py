@@ -19,6 +19,8 @@ class HttpAdapter:
     Subclasses declare ``kind``, ``dialect``, ``version``, ``capabilities``,
     ``policy`` and ``required_credentials`` as class attributes, implement
     ``build_auth`` if requests are signed, and add their domain's operations.
+    An operator may adjust the declared policy per instance with the option
+    ``policy = {retry = {max_attempts = 2}, circuit = {failure_threshold = 10}}``.
     """
 
     kind: ClassVar[AdapterKind]
@@ -40,10 +42,15 @@ class HttpAdapter:
         if missing:
             raise ConfigurationError(f"adapter {config.name!r} ({self.dialect}) is missing credentials: {', '.join(missing)}")
         self.config = config
+        if policy is None:
+            try:
+                policy = self.policy.with_overrides(config.options.get("policy", {}))
+            except (ValueError, TypeError) as exc:
+                raise ConfigurationError(f"adapter {config.name!r}: {exc}") from None
         self.client = UpstreamClient(
             config.name,
             config.base_url,
-            policy or self.policy,
+            policy,
             auth=self.build_auth(config),
             transport=transport,
             observer=observer,

@@ -147,7 +147,9 @@ async def api(
     if marker is not None:
         values.update(marker.kwargs)
     settings = sandbox_settings(tmp_path / "data", **values)
+    options_marker = request.node.get_closest_marker("upstream_options")
+    options = options_marker.kwargs if options_marker is not None else {}
     issued = await create_client(settings, "admin")
-    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus, **options))
     async with AsyncTestClient(app=app, timeout=30) as http:
         yield Api(http, app, issued["api_key"], issued, bureaus, settings)

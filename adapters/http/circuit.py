@@ -50,14 +50,18 @@ class CircuitBreaker:
     def consecutive_failures(self) -> int:
         return self._failures
 
-    def before_call(self) -> None:
-        """Raise ``CircuitOpen`` unless a call may go through now."""
+    def before_call(self) -> bool:
+        """Raise ``CircuitOpen`` unless a call may go through now.
+
+        Returns ``True`` when the call let through is the half-open probe (its caller
+        must end it with ``record_success``, ``record_failure`` or ``release_probe``).
+        """
         state = self.state
         if state == "closed":
-            return
+            return False
         if state == "half_open" and not self._probe_in_flight:
             self._probe_in_flight = True
-            return
+            return True
         assert self._opened_at is not None
         wait = max(0.0, self.policy.reset_timeout - (self._clock() - self._opened_at))
         raise CircuitOpen(

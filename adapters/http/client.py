@@ -145,6 +145,9 @@ class UpstreamClient:
             if exc.response is not None:
                 status_code = exc.response.status_code
             raise
+        except BaseException as exc:  # cancelled, or a bug: never audit it as "ok"
+            outcome = type(exc).__name__
+            raise
         finally:
             if self.observer is not None:
                 self.observer(
@@ -190,7 +193,6 @@ class UpstreamClient:
         started: float,
         deadline: float,
     ) -> httpx.Response:
-        self.breaker.before_call()
         all_headers = dict(headers or {})
         if context.request_id:
             all_headers["X-Request-ID"] = context.request_id
@@ -200,6 +202,7 @@ class UpstreamClient:
             connect=min(t.connect, left), read=min(t.read, left), write=min(t.write, left), pool=min(t.pool, left)
         )
         request = self._http.build_request(method, path, content=content, headers=all_headers, timeout=timeout)
+        probe = self.breaker.before_call()
         try:
             response = await self._http.send(request)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -215,6 +218,12 @@ class UpstreamClient:
             raise self._failed(error) from exc
         except httpx.HTTPError as exc:
             raise self._failed(UpstreamConnectError(f"{self.name!r}: {exc!r}", upstream=self.name, request=request)) from exc
+        except BaseException:
+            # Cancelled (or broken on our side) before an answer: that says nothing about
+            # the upstream's health, but a probe must not stay "in flight" for ever.
+            if probe:
+                self.breaker.release_probe()
+            raise
 
         status = response.status_code
         if status == 429:

@@ -7,7 +7,9 @@ Nothing about a particular upstream is special-cased in code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 __all__ = ["CircuitPolicy", "ConnectionLimits", "RetryPolicy", "Timeouts", "UpstreamPolicy"]
 
@@ -72,3 +74,25 @@ class UpstreamPolicy:
     def evolve(self, **changes: object) -> UpstreamPolicy:
         """A copy with some parts replaced (used by configuration overrides and tests)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> UpstreamPolicy:
+        """Apply an operator's ``{"retry": {"max_attempts": 2}, "circuit": {...}}``.
+
+        Unknown sections or fields raise ``ValueError`` naming them, so a typo in a
+        configuration file is caught at start-up instead of silently ignored.
+        """
+        parts: dict[str, Any] = {}
+        for section, values in overrides.items():
+            current = getattr(self, section, None)
+            if section not in _SECTIONS or current is None:
+                raise ValueError(f"unknown policy section {section!r} (known: {', '.join(_SECTIONS)})")
+            known = {f.name for f in fields(current)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ValueError(f"unknown {section} policy field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            cleaned = {k: frozenset(v) if isinstance(getattr(current, k), frozenset) else v for k, v in values.items()}
+            parts[section] = replace(current, **cleaned)
+        return replace(self, **parts)
+
+
+_SECTIONS = ("timeouts", "limits", "retry", "circuit")

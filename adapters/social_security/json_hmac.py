@@ -191,16 +191,26 @@ class JsonHmacBureauAdapter(HttpAdapter):
             body = msgspec.json.encode(
                 {"idCardNo": person.id_number, "name": person.name, "pageNo": page, "pageSize": self.page_size}
             )
-            data = await self.client.call(
-                "POST", QUERY_PATH, self._unwrap, operation="participation.search",
+            batch, count, total = await self.client.call(
+                "POST", QUERY_PATH, self._page, operation="participation.search",
                 context=context, idempotent=True, content=body, headers={"Content-Type": "application/json"},
             )
-            batch = data.get("records") or []
-            seen += len(batch)
-            records.extend(r for r in map(self._record, batch) if r is not None)
-            if not batch or seen >= int(data.get("total", 0)):
+            seen += count
+            records.extend(batch)
+            if not count or seen >= total:
                 return records
             page += 1
+
+    def _page(self, response: httpx.Response) -> tuple[list[ParticipationRecord], int, int]:
+        """One page of a participation query: its mapped records, how many raw records
+        it held, and the bureau's ``total``. Parsed inside the call, so that a
+        malformed record is an ``UpstreamProtocolError`` like any unreadable answer."""
+        data = self._unwrap(response)
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError("participation answer without a data object", response=response)
+        batch = data.get("records") or []
+        records = [r for r in map(self._record, batch) if r is not None]
+        return records, len(batch), int(data.get("total", 0))
 
     # -- enrolment ----------------------------------------------------------------
 

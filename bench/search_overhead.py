@@ -1,0 +1,734 @@
+#!/usr/bin/env python
+"""Measure the gateway's overhead on participation searches.
+
+One run starts a json-hmac mock bureau and a live-mode gateway as separate
+processes on free loopback ports (persistence on: SQLite in a temporary
+directory), creates a live API client, warms up, and then times the same search
+
+- **direct**: the project's own ``JsonHmacBureauAdapter`` calling the mock (the same
+  signing, HTTP and parsing work the gateway does upstream), and
+- **through the gateway**: ``POST /v1/social-security/participation-searches`` from
+  one keep-alive ``httpx.AsyncClient``,
+
+first sequentially (concurrency 1, unloaded latency) and then at a moderate load
+(default concurrency 8). It reports p50/p90/p99 latency and throughput per pass,
+the overhead (gateway minus direct, at p50 and p99) and the throughput ratio, and
+the CPU time each process spent per request.
+
+Everything is bounded: request counts, a time limit per pass, start-up waits. The
+child processes are always terminated (also on Ctrl-C or SIGTERM).
+
+    .venv/bin/python bench/search_overhead.py                  # print the table
+    .venv/bin/python bench/search_overhead.py --write-docs     # and rewrite docs/performance.md
+    .venv/bin/python bench/search_overhead.py --json out.json  # and dump the raw numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from adapters import AdapterConfig, CallContext, Person
+from adapters.social_security.json_hmac import JsonHmacBureauAdapter
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_FILE = ROOT / "docs" / "performance.md"
+SEARCH_PATH = "/v1/social-security/participation-searches"
+REGION = "440100"
+ID_NUMBER = "440104199003120213"  # seeded in mocks/json_hmac/seeds/440100.json with 2 records
+NAME = "Wang Fang"
+EXPECTED_RECORDS = 2
+APP_ID = "hgw-bench"
+APP_SECRET = "bench-secret-not-a-real-credential"
+
+# Targets at moderate load (see docs/performance.md).
+TARGET_P50_OVERHEAD_MS = 2.0
+TARGET_P99_OVERHEAD_MS = 10.0
+TARGET_THROUGHPUT_RATIO = 0.5
+
+# A pass stops early after this many failed requests (a broken setup must not run long).
+MAX_ERRORS_PER_PASS = 20
+RESULTS_BEGIN = "<!-- BEGIN results: written by bench/search_overhead.py --write-docs; do not edit by hand -->"
+RESULTS_END = "<!-- END results -->"
+
+console = Console(highlight=False)
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+# -- child processes -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: have the child receive SIGTERM if this benchmark dies without cleaning up."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def hr_gateway_command() -> list[str]:
+    """The venv's ``hr-gateway`` script (next to this interpreter)."""
+    script = Path(sys.executable).parent / "hr-gateway"
+    if not script.exists():
+        raise BenchError(f"no hr-gateway next to {sys.executable}; run this with the project's venv Python")
+    return [str(script)]
+
+
+@dataclass
+class Child:
+    """A child process with its output in a log file."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Child:
+        log = self.log_path.open("wb")
+        try:
+            self.process = subprocess.Popen(
+                self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the benchmark only; it stops the children in order
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            code = self.process.returncode if self.process else None
+            raise BenchError(f"{self.name} exited (status {code}); last lines of {self.log_path}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; only this child's own pid."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait(5)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (Linux /proc), or NaN."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+
+
+def wait_until(what: str, child: Child, probe: Callable[[], bool], timeout: float) -> float:
+    """Poll ``probe`` until it is true; raise with the child's log if it dies or time runs out."""
+    started = time.monotonic()
+    while True:
+        child.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            if probe():
+                return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise BenchError(f"{what} not ready after {timeout:g}s; last lines of {child.log_path}:\n{child.log_tail()}")
+        time.sleep(0.1)
+
+
+def write_config(tmp: Path, gateway_port: int, mock_url: str) -> Path:
+    config = tmp / "gateway.toml"
+    config.write_text(
+        f"""\
+[gateway]
+host = "127.0.0.1"
+port = {gateway_port}
+data_dir = {json.dumps(str(tmp / "data"))}
+
+[database]
+url = {json.dumps("sqlite+aiosqlite:///" + str(tmp / "gw.db"))}
+
+[[upstreams]]
+name = "bench-{REGION}"
+adapter = "json-hmac"
+base_url = {json.dumps(mock_url)}
+regions = ["{REGION}"]
+
+[upstreams.credentials]
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+# -- measurement -------------------------------------------------------------------------
+
+
+@dataclass
+class PassResult:
+    name: str
+    path: str  # "direct" or "gateway"
+    concurrency: int
+    requested: int
+    completed: int
+    errors: int
+    wall_seconds: float
+    latencies_ms: list[float]
+    truncated: bool
+    error_samples: list[str] = field(default_factory=list)
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    gateway_upstream_ms: list[float] = field(default_factory=list)
+    """For gateway passes: the upstream latency the gateway itself reported per request."""
+
+    @property
+    def throughput(self) -> float:
+        return self.completed / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def pct(self, p: float) -> float:
+        return percentile(self.latencies_ms, p)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "path": self.path, "concurrency": self.concurrency,
+            "requested": self.requested, "completed": self.completed, "errors": self.errors,
+            "truncated_by_time_limit": self.truncated, "wall_seconds": round(self.wall_seconds, 4),
+            "throughput_rps": round(self.throughput, 2),
+            "latency_ms": {
+                "min": round(min(self.latencies_ms), 3) if self.latencies_ms else None,
+                "mean": round(statistics.fmean(self.latencies_ms), 3) if self.latencies_ms else None,
+                "p50": round(self.pct(50), 3), "p90": round(self.pct(90), 3), "p99": round(self.pct(99), 3),
+                "max": round(max(self.latencies_ms), 3) if self.latencies_ms else None,
+            },
+            "gateway_reported_upstream_ms": {
+                "p50": round(percentile(self.gateway_upstream_ms, 50), 3),
+                "p99": round(percentile(self.gateway_upstream_ms, 99), 3),
+            } if self.gateway_upstream_ms else None,
+            "cpu_ms_per_request": {k: round(v, 3) for k, v in self.cpu_ms_per_request.items()},
+            "error_samples": self.error_samples,
+        }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def run_pass(
+    name: str, path: str, call: Callable[[], Awaitable[None]], *, requests: int, concurrency: int,
+    time_limit: float, cpu_probes: dict[str, Callable[[], float]],
+) -> PassResult:
+    """``requests`` calls from ``concurrency`` workers; stops early at ``time_limit`` seconds."""
+    latencies: list[float] = []
+    error_samples: list[str] = []
+    errors = 0
+    issued = 0
+    perf = time.perf_counter
+    started = perf()
+    stop_at = started + time_limit
+
+    async def worker() -> None:
+        nonlocal issued, errors
+        while issued < requests and perf() < stop_at and errors < MAX_ERRORS_PER_PASS:
+            issued += 1
+            t0 = perf()
+            try:
+                await call()
+            except Exception as exc:  # counted and reported; a pass never hides failures
+                errors += 1
+                if len(error_samples) < 5:
+                    error_samples.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            latencies.append((perf() - t0) * 1000)
+
+    cpu_before = {k: probe() for k, probe in cpu_probes.items()}
+    try:
+        # Each request is bounded by its own HTTP timeouts; this only guards the pass.
+        async with asyncio.timeout(time_limit + 30):
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    except TimeoutError:
+        error_samples.append("pass cancelled: requests outlived the time limit")
+    wall = perf() - started
+    done = len(latencies)
+    cpu = {k: (probe() - cpu_before[k]) * 1000 / max(1, done + errors) for k, probe in cpu_probes.items()}
+    return PassResult(
+        name=name, path=path, concurrency=concurrency, requested=requests, completed=done, errors=errors,
+        wall_seconds=wall, latencies_ms=latencies, truncated=issued < requests and errors < MAX_ERRORS_PER_PASS,
+        error_samples=error_samples, cpu_ms_per_request=cpu,
+    )
+
+
+async def measure(args: argparse.Namespace, mock_url: str, gateway_url: str, api_key: str,
+                  children: dict[str, Child]) -> list[PassResult]:
+    person = Person(ID_NUMBER, NAME)
+    adapter = JsonHmacBureauAdapter(
+        AdapterConfig(name="direct", base_url=mock_url, regions=(REGION,),
+                      credentials={"app_id": APP_ID, "app_secret": APP_SECRET})
+    )
+    http = httpx.AsyncClient(
+        base_url=gateway_url,
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=max(args.concurrency, 1), max_keepalive_connections=max(args.concurrency, 1)),
+    )
+    gateway_upstream_ms: list[float] = []
+    request_body = {"id_number": ID_NUMBER, "name": NAME, "regions": [REGION]}
+
+    async def direct() -> None:
+        records = await adapter.search_participation(person, context=CallContext())
+        if len(records) != EXPECTED_RECORDS:
+            raise BenchError(f"direct search returned {len(records)} records, expected {EXPECTED_RECORDS}")
+
+    async def via_gateway() -> None:
+        response = await http.post(SEARCH_PATH, content=msgspec.json.encode(request_body))
+        if response.status_code != 200:
+            raise BenchError(f"gateway answered HTTP {response.status_code}: {response.text[:200]}")
+        data = msgspec.json.decode(response.content)
+        if not data["complete"] or len(data["records"]) != EXPECTED_RECORDS:
+            raise BenchError(f"gateway search incomplete or wrong: {response.text[:300]}")
+        gateway_upstream_ms.append(float(data["regions"][0]["latency_ms"]))
+
+    cpu_probes: dict[str, Callable[[], float]] = {name: child.cpu_seconds for name, child in children.items()}
+    cpu_probes["bench"] = time.process_time
+    results: list[PassResult] = []
+    try:
+        # Correctness first: one of each must give the two seeded records.
+        await direct()
+        await via_gateway()
+        console.print(f"check: direct and gateway searches both return {EXPECTED_RECORDS} records")
+
+        for path, call in (("direct", direct), ("gateway", via_gateway)):
+            warm = await run_pass(f"warm-up {path}", path, call, requests=args.warmup, concurrency=args.concurrency,
+                                  time_limit=args.duration_limit, cpu_probes={})
+            if warm.errors:
+                raise BenchError(f"warm-up {path} failed: {warm.error_samples}")
+        plan = [
+            ("direct, sequential", "direct", direct, args.sequential_requests, 1),
+            ("gateway, sequential", "gateway", via_gateway, args.sequential_requests, 1),
+            (f"direct, concurrency {args.concurrency}", "direct", direct, args.requests, args.concurrency),
+            (f"gateway, concurrency {args.concurrency}", "gateway", via_gateway, args.requests, args.concurrency),
+        ]
+        for name, path, call, count, concurrency in plan:
+            for child in children.values():
+                child.check_alive()
+            gateway_upstream_ms.clear()
+            console.print(f"running {name}: {count} requests ...")
+            result = await run_pass(name, path, call, requests=count, concurrency=concurrency,
+                                    time_limit=args.duration_limit, cpu_probes=cpu_probes)
+            if path == "gateway":
+                result.gateway_upstream_ms = list(gateway_upstream_ms)
+            results.append(result)
+    finally:
+        await http.aclose()
+        await adapter.aclose()
+    return results
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.partition(":")[2].strip()
+                break
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "packages": {p: version(p) for p in ("litestar", "uvicorn", "httpx", "sqlalchemy", "aiosqlite")},
+        "uvicorn_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "uvicorn_http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
+
+
+def command_line() -> str:
+    """The command as typed, with paths inside the project shown relative to it."""
+
+    def rel(p: str) -> str:
+        with contextlib.suppress(ValueError):
+            return str(Path(p).relative_to(ROOT)) if Path(p).is_absolute() else p
+        return p
+
+    return shlex.join([rel(sys.executable), rel(sys.argv[0]), *sys.argv[1:]])
+
+
+def comparison(results: list[PassResult]) -> dict[str, Any]:
+    by = {(r.path, r.concurrency): r for r in results}
+    out: dict[str, Any] = {}
+    for label, concurrency in (("sequential", 1), ("loaded", max(r.concurrency for r in results))):
+        d, g = by.get(("direct", concurrency)), by.get(("gateway", concurrency))
+        if d is None or g is None:
+            continue
+        out[label] = {
+            "concurrency": concurrency,
+            "p50_overhead_ms": round(g.pct(50) - d.pct(50), 3),
+            "p90_overhead_ms": round(g.pct(90) - d.pct(90), 3),
+            "p99_overhead_ms": round(g.pct(99) - d.pct(99), 3),
+            "throughput_ratio": round(g.throughput / d.throughput, 3) if d.throughput else None,
+        }
+    loaded = out.get("loaded")
+    if loaded:
+        out["targets"] = {
+            "p50_overhead": {"target_ms": TARGET_P50_OVERHEAD_MS, "actual_ms": loaded["p50_overhead_ms"],
+                             "met": loaded["p50_overhead_ms"] <= TARGET_P50_OVERHEAD_MS},
+            "p99_overhead": {"target_ms": TARGET_P99_OVERHEAD_MS, "actual_ms": loaded["p99_overhead_ms"],
+                             "met": loaded["p99_overhead_ms"] <= TARGET_P99_OVERHEAD_MS},
+            "throughput_ratio": {"target": TARGET_THROUGHPUT_RATIO, "actual": loaded["throughput_ratio"],
+                                 "met": (loaded["throughput_ratio"] or 0) >= TARGET_THROUGHPUT_RATIO},
+        }
+    return out
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"  # NaN check
+
+
+def print_results(results: list[PassResult], comp: dict[str, Any]) -> None:
+    table = Table(title="Participation search: direct vs through the gateway (latency in ms)")
+    for column in ("pass", "requests", "errors", "p50", "p90", "p99", "max", "req/s",
+                   "CPU ms/req gateway", "CPU ms/req mock", "CPU ms/req bench"):
+        table.add_column(column, justify="left" if column == "pass" else "right")
+    for r in results:
+        cpu = r.cpu_ms_per_request
+        table.add_row(
+            r.name, f"{r.completed}" + (" (time limit)" if r.truncated else ""),
+            f"[red]{r.errors}[/]" if r.errors else "0",
+            fmt(r.pct(50)), fmt(r.pct(90)), fmt(r.pct(99)), fmt(max(r.latencies_ms, default=float("nan"))),
+            fmt(r.throughput, 0),
+            fmt(cpu.get("gateway", float("nan"))) if r.path == "gateway" else "-",
+            fmt(cpu.get("mock", float("nan"))), fmt(cpu.get("bench", float("nan"))),
+        )
+    console.print(table)
+    for label in ("sequential", "loaded"):
+        c = comp.get(label)
+        if c:
+            console.print(f"overhead {label} (concurrency {c['concurrency']}): p50 {c['p50_overhead_ms']:+.2f} ms, "
+                          f"p99 {c['p99_overhead_ms']:+.2f} ms, throughput ratio {c['throughput_ratio']:.2f}")
+    for name, t in comp.get("targets", {}).items():
+        mark = "[green]met[/]" if t["met"] else "[red]missed[/]"
+        target = t.get("target_ms", t.get("target"))
+        actual = t.get("actual_ms", t.get("actual"))
+        console.print(f"target {name}: {actual} vs {'>=' if name == 'throughput_ratio' else '<='} {target}: {mark}")
+    for r in results:
+        for sample in r.error_samples:
+            console.print(f"[red]{r.name}: {sample}[/]")
+
+
+DEFAULT_HEADER = f"""\
+# Performance: gateway overhead on participation searches
+
+`bench/search_overhead.py` measures what the gateway adds to a participation search,
+compared with calling the bureau directly with the same adapter code.
+
+**Method.** One run starts a json-hmac mock bureau (`hr-gateway mocks serve`, region
+{REGION}) and the gateway in live mode (`hr-gateway serve --config`, SQLite persistence
+on, audit log on) as separate processes on loopback ports, creates a live API client
+(`hr-gateway clients create`), and warms both paths up. It then times the same search
+(`{ID_NUMBER[:4]}…`, 2 records) two ways:
+
+- *direct*: `JsonHmacBureauAdapter.search_participation` against the mock: request
+  signing, HTTP, envelope and record parsing, i.e. exactly the upstream work the
+  gateway does itself;
+- *gateway*: `POST {SEARCH_PATH}` with a bearer key, from one keep-alive
+  `httpx.AsyncClient`: authentication, validation, fan-out, the same adapter call,
+  the audit row and the response encoding, plus one more HTTP hop.
+
+Each path is measured sequentially (concurrency 1: unloaded latency) and then at a
+moderate load (concurrency 8 by default). Latency is measured in the load generator,
+from before the request is sent until the response is decoded and checked.
+*Overhead* is gateway minus direct at the same percentile; *throughput ratio* is
+gateway req/s over direct req/s at the same concurrency. "CPU ms/req" is the CPU time
+(user + system, from `/proc`) each process used during the pass, per request.
+
+All three processes (load generator, gateway, mock) share the same machine, so on a
+small machine the gateway path also competes for cores with the load generator and
+the mock; the numbers are a ceiling on overhead, not a server-class capacity figure.
+
+**Targets** at moderate load: p50 overhead <= {TARGET_P50_OVERHEAD_MS:g} ms, p99 overhead
+<= {TARGET_P99_OVERHEAD_MS:g} ms, gateway throughput >= {TARGET_THROUGHPUT_RATIO:.0%} of direct.
+
+Re-run with `.venv/bin/python bench/search_overhead.py --write-docs`; it rewrites only
+the results section between the markers below.
+"""
+
+
+def results_markdown(results: list[PassResult], comp: dict[str, Any], machine: dict[str, Any],
+                     args: argparse.Namespace, when: dt.datetime, command: str) -> str:
+    lines = [
+        RESULTS_BEGIN,
+        "## Results",
+        "",
+        f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine['cpu_model']}, {machine['cores']} cores ({machine['usable_cores']} usable), "
+        f"{machine['kernel']}",
+        f"- Python {machine['python']} ({machine['implementation']}); litestar {machine['packages']['litestar']}, "
+        f"uvicorn {machine['packages']['uvicorn']} (loop {machine['uvicorn_loop']}, http {machine['uvicorn_http']}), "
+        f"httpx {machine['packages']['httpx']}, SQLAlchemy {machine['packages']['sqlalchemy']}",
+        f"- Command: `{command}`",
+        f"- Plan: {args.warmup} warm-up requests per path; {args.sequential_requests} sequential requests per path; "
+        f"{args.requests} requests per path at concurrency {args.concurrency}; time limit {args.duration_limit:g} s per pass",
+        "",
+        "| pass | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | CPU ms/req gateway | CPU ms/req mock | CPU ms/req load generator |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cpu = r.cpu_ms_per_request
+        lines.append(
+            f"| {r.name} | {r.completed}{' (time limit)' if r.truncated else ''} | {r.errors} | {fmt(r.pct(50))} | "
+            f"{fmt(r.pct(90))} | {fmt(r.pct(99))} | {fmt(max(r.latencies_ms, default=float('nan')))} | "
+            f"{fmt(r.throughput, 0)} | {fmt(cpu.get('gateway', float('nan'))) if r.path == 'gateway' else '-'} | "
+            f"{fmt(cpu.get('mock', float('nan')))} | {fmt(cpu.get('bench', float('nan')))} |"
+        )
+    lines += ["", "| comparison | p50 overhead ms | p90 overhead ms | p99 overhead ms | throughput ratio |",
+              "|---|---:|---:|---:|---:|"]
+    for label in ("sequential", "loaded"):
+        c = comp.get(label)
+        if c:
+            lines.append(f"| {label} (concurrency {c['concurrency']}) | {c['p50_overhead_ms']:+.2f} | "
+                         f"{c['p90_overhead_ms']:+.2f} | {c['p99_overhead_ms']:+.2f} | {c['throughput_ratio']:.2f} |")
+    targets = comp.get("targets")
+    if targets:
+        p50, p99, ratio = targets["p50_overhead"], targets["p99_overhead"], targets["throughput_ratio"]
+
+        def verdict(ok: bool) -> str:
+            return "**met**" if ok else "**missed**"
+
+        lines += [
+            "",
+            f"Targets at concurrency {comp['loaded']['concurrency']}: p50 overhead {p50['actual_ms']:.2f} ms "
+            f"(<= {p50['target_ms']:g}: {verdict(p50['met'])}), p99 overhead {p99['actual_ms']:.2f} ms "
+            f"(<= {p99['target_ms']:g}: {verdict(p99['met'])}), throughput ratio {ratio['actual']:.2f} "
+            f"(>= {ratio['target']:g}: {verdict(ratio['met'])}).",
+        ]
+    inner = [r for r in results if r.gateway_upstream_ms]
+    if inner:
+        lines += ["", "Upstream latency as the gateway itself reports it (`regions[].latency_ms`), next to the "
+                      "end-to-end latency of the same requests:", ""]
+        for r in inner:
+            lines.append(f"- {r.name}: upstream p50 {fmt(percentile(r.gateway_upstream_ms, 50))} ms / "
+                         f"p99 {fmt(percentile(r.gateway_upstream_ms, 99))} ms; end-to-end p50 {fmt(r.pct(50))} ms / "
+                         f"p99 {fmt(r.pct(99))} ms")
+    errors = [f"{r.name}: {s}" for r in results for s in r.error_samples]
+    if errors:
+        lines += ["", "Errors:", "", *(f"- `{e}`" for e in errors)]
+    lines += ["", RESULTS_END, ""]
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace the results section (between the markers), keeping everything else."""
+    text = path.read_text(encoding="utf-8") if path.exists() else DEFAULT_HEADER
+    begin, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if begin != -1 and end != -1 and end > begin:
+        text = text[:begin] + section.rstrip("\n") + text[end + len(RESULTS_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="concurrent requests in the loaded passes")
+    parser.add_argument("--requests", type=positive_int, default=2000, help="requests per path in the loaded passes")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per path (not measured)")
+    parser.add_argument("--sequential-requests", type=positive_int, default=500,
+                        help="requests per path in the sequential (concurrency 1) passes")
+    parser.add_argument("--duration-limit", type=float, default=120.0,
+                        help="seconds after which a pass stops even if not all requests are done")
+    parser.add_argument("--startup-timeout", type=float, default=30.0,
+                        help="seconds to wait for the mock and the gateway to come up")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite the results section of {DOCS_FILE.relative_to(ROOT)}")
+    parser.add_argument("--docs-file", type=Path, default=DOCS_FILE, help=argparse.SUPPRESS)
+    parser.add_argument("--json", dest="json_path", type=Path, default=None, help="dump the raw numbers to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="print where the child logs are and keep them")
+    args = parser.parse_args(argv)
+    if args.duration_limit <= 0 or args.startup_timeout <= 0 or args.warmup < 0:
+        parser.error("--duration-limit and --startup-timeout must be positive, --warmup not negative")
+    return args
+
+
+@contextlib.contextmanager
+def sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    when = dt.datetime.now(dt.timezone.utc)
+    command = command_line()
+    machine = machine_info()
+    exe = hr_gateway_command()
+    children: dict[str, Child] = {}
+    tmp_ctx = tempfile.TemporaryDirectory(prefix="hgw-bench-")
+    tmp = Path(tmp_ctx.name)
+    try:
+        mock_port = free_port()
+        gateway_port = free_port()
+        while gateway_port == mock_port:
+            gateway_port = free_port()
+        mock_url = f"http://127.0.0.1:{mock_port}"
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        config = write_config(tmp, gateway_port, mock_url)
+
+        children["mock"] = Child("mock bureau", [
+            *exe, "mocks", "serve", "--dialect", "json-hmac", "--region", REGION, "--host", "127.0.0.1",
+            "--port", str(mock_port), "--app-id", APP_ID, "--app-secret", APP_SECRET,
+        ], tmp / "mock.log").start()
+
+        try:
+            created = subprocess.run(
+                [*exe, "clients", "create", "--config", str(config), "--name", "bench",
+                 "--scopes", "social_security:read", "--json"],
+                capture_output=True, text=True, timeout=max(60.0, args.startup_timeout), stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise BenchError("hr-gateway clients create did not finish in time") from None
+        if created.returncode != 0:
+            raise BenchError(f"hr-gateway clients create failed ({created.returncode}):\n{created.stderr[-2000:]}")
+        api_key = json.loads(created.stdout)["api_key"]
+        if not api_key.startswith("hgw_live_"):
+            raise BenchError(f"expected a live key, got {api_key[:9]}…")
+
+        children["gateway"] = Child("gateway", [*exe, "serve", "--config", str(config)], tmp / "gateway.log").start()
+
+        with httpx.Client(timeout=2.0) as probe:
+            took = wait_until("mock bureau", children["mock"],
+                              lambda: probe.get(f"{mock_url}/api/v1/ping").status_code == 200, args.startup_timeout)
+            console.print(f"mock bureau ready at {mock_url} (pid {children['mock'].pid}, {took:.1f}s)")
+            took = wait_until("gateway", children["gateway"],
+                              lambda: probe.get(f"{gateway_url}/readyz").status_code == 200, args.startup_timeout)
+            console.print(f"gateway ready at {gateway_url} (pid {children['gateway'].pid}, {took:.1f}s)")
+
+        results = asyncio.run(measure(args, mock_url, gateway_url, api_key, children))
+        for child in children.values():
+            child.check_alive()
+    except BenchError as exc:
+        console.print(f"[red]benchmark failed:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping the mock and the gateway[/]")
+        return 130
+    finally:
+        for name in ("gateway", "mock"):  # the gateway first: it may still be talking to the mock
+            if name in children:
+                children[name].stop()
+        if args.keep_logs:
+            console.print(f"child logs kept in {tmp}")
+        else:
+            tmp_ctx.cleanup()
+
+    comp = comparison(results)
+    print_results(results, comp)
+    if args.json_path:
+        payload = {
+            "date": when.isoformat(), "command": command, "machine": machine,
+            "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "passes": [r.summary() for r in results], "comparison": comp,
+            "raw": [{"name": r.name, "latencies_ms": [round(x, 4) for x in r.latencies_ms],
+                     "gateway_reported_upstream_ms": r.gateway_upstream_ms} for r in results],
+        }
+        args.json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        console.print(f"raw numbers written to {args.json_path}")
+    if args.write_docs:
+        write_docs(args.docs_file, results_markdown(results, comp, machine, args, when, command))
+        console.print(f"results written to {args.docs_file}")
+    return 1 if any(r.errors for r in results) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with sigterm_as_keyboard_interrupt():
+        return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
