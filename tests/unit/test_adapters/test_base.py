@@ -70,7 +70,7 @@ async def test_http_adapter_uses_the_declared_policy_unless_overridden() -> None
     custom = fast_policy()
     overridden = PlainAdapter(AdapterConfig(name="erp-2", base_url=BASE_URL, credentials={"token": "t"}), policy=custom)
     try:
-        assert plain.client.policy is PlainAdapter.policy
+        assert plain.client.policy == PlainAdapter.policy
         assert overridden.client.policy is custom
         assert plain.name == "erp-1"
         assert plain.client.name == "erp-1"
@@ -129,7 +129,7 @@ async def test_json_hmac_adapter_declares_itself() -> None:
         assert adapter.page_size == 7
         assert isinstance(adapter.client._http.auth, JsonHmacAuth)
         # The declared policy is used when none is given.
-        assert adapter.client.policy is JsonHmacBureauAdapter.policy
+        assert adapter.client.policy == JsonHmacBureauAdapter.policy
         assert isinstance(JsonHmacBureauAdapter.policy, UpstreamPolicy)
     finally:
         await adapter.aclose()
