@@ -76,4 +76,6 @@ def create_app(
         ),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        # Logging is configured once by the CLI (with the ID-number mask); Litestar must not replace it.
+        logging_config=None,
     )

@@ -18,7 +18,7 @@ from .config import ConfigError, Settings, load_settings, sandbox_settings
 __all__ = ["main"]
 
 T = TypeVar("T")
-console = Console(stderr=False, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 def _settings(config: str | None, data_dir: str) -> Settings:
@@ -88,9 +88,8 @@ def serve(sandbox: bool, config: str | None, data_dir: str, host: str | None, po
             console.print(f"  [bold]API key[/]    {data['api_key']}")
             console.print(f"  [bold]JWE key[/]    {json.dumps(data['jwe_key'])}")
         console.print(f"  OpenAPI UI {base}/schema   (document: {base}/schema/openapi.json)")
-        console.print("  Try:  curl -s -H 'Authorization: Bearer <API key>' -H 'Content-Type: application/json' "
-                      f"-d '{{\"id_number\":\"440104199003120213\",\"name\":\"Wang Fang\"}}' "
-                      f"{base}/v1/social-security/participation-searches")
+        console.print("  Sandbox test persons (Wang Fang, Li Ming, …) are listed in docs/sandbox.md; "
+                      f"search one with POST {base}/v1/social-security/participation-searches")
 
     app = create_app(settings, on_started=announce)
     server = uvicorn.Server(

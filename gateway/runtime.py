@@ -90,6 +90,7 @@ class Gateway:
         if self.mocks is not None:
             self.mocks.stop()
         await self.engine.dispose()
+        log.info("hr-gateway stopped cleanly (audit flushed, connections closed)")
 
     async def _purge_idempotency(self) -> None:
         while not self._stopping.is_set():

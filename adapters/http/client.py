@@ -165,6 +165,7 @@ class UpstreamClient:
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def _interpret(self, response: httpx.Response, interpret: Callable[[httpx.Response], T]) -> T:
+        healthy = True
         try:
             return interpret(response)
         except UpstreamError as exc:
@@ -172,6 +173,7 @@ class UpstreamClient:
             exc.response = exc.response or response
             exc.request = exc.request or response.request
             if isinstance(exc, TransientError):
+                healthy = False
                 self._failed(exc)
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -181,6 +183,11 @@ class UpstreamClient:
                 request=response.request,
                 response=response,
             ) from exc
+        finally:
+            # It answered (even "no" or nonsense): the upstream is up. Recorded only
+            # here, so that envelope-level transient failures add up like transport ones.
+            if healthy:
+                self.breaker.record_success()
 
     async def _attempt(
         self,
@@ -251,7 +258,6 @@ class UpstreamClient:
                     response=response,
                 )
             )
-        self.breaker.record_success()
         return response
 
     def _failed(self, error: UpstreamError) -> UpstreamError:

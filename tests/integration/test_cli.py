@@ -1,0 +1,156 @@
+"""The hr-gateway command line, including a real `serve --sandbox` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import main
+
+WANG_FANG = {"id_number": "440104199003120213", "name": "Wang Fang"}
+
+
+def run(*args: str, data_dir: Path) -> dict | list | str:
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_clients_create_list_revoke(tmp_path):
+    out = run("clients", "create", "--name", "payroll", "--scopes", "social_security:read,admin", "--sandbox", "--json",
+              data_dir=tmp_path)
+    created = json.loads(out)
+    assert created["api_key"].startswith("hgw_test_")
+    assert created["jwe_key"]["kty"] == "oct" and created["jwe_key"]["kid"] == created["kid"]
+    assert len(created["jwe_key"]["k"]) == 43  # 256 bits, base64url
+    listed = json.loads(run("clients", "list", "--json", data_dir=tmp_path))
+    assert [c["client_id"] for c in listed] == [created["client_id"]]
+    assert created["api_key"] not in json.dumps(listed)
+    run("clients", "revoke", created["client_id"], data_dir=tmp_path)
+    listed = json.loads(run("clients", "list", "--json", data_dir=tmp_path))
+    assert listed[0]["revoked_at"]
+
+
+def test_clients_create_refuses_unknown_scopes(tmp_path):
+    result = CliRunner().invoke(main, ["clients", "create", "--name", "x", "--scopes", "root", "--data-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "unknown scope" in result.output
+
+
+def test_revoke_unknown_client_fails(tmp_path):
+    result = CliRunner().invoke(main, ["clients", "revoke", "cli_nope", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no active client" in result.output
+
+
+def test_keys_rotate_reencrypts_everything(tmp_path):
+    created = json.loads(run("clients", "create", "--name", "a", "--scopes", "admin", "--json", data_dir=tmp_path))
+    before = json.loads((tmp_path / "keyring.json").read_text())
+    out = run("keys", "rotate", data_dir=tmp_path)
+    after = json.loads((tmp_path / "keyring.json").read_text())
+    assert after["active"] != before["active"] and before["active"] in after["data_keys"]
+    assert "re-encrypted      1 values in clients.jwe_key_enc" in out
+    # the client still works: its JWE key decrypts under the new key
+    listed = json.loads(run("clients", "list", "--json", data_dir=tmp_path))
+    assert listed[0]["kid"] == created["kid"]
+    assert oct(os.stat(tmp_path / "keyring.json").st_mode & 0o777) == "0o600"
+
+
+def test_db_upgrade(tmp_path):
+    assert "database at migration 0001" in run("db", "upgrade", data_dir=tmp_path)
+
+
+def test_live_config_errors_are_reported(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[database]\nurl = 'sqlite+aiosqlite:///x.db'\n[[upstreams]]\nname = 'a'\n")
+    result = CliRunner().invoke(main, ["clients", "list", "--config", str(bad)])
+    assert result.exit_code == 1 and "missing key 'adapter'" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sandbox_server(tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).with_name("hr-gateway")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--sandbox", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "OpenAPI UI" in line:
+            break
+    text = "".join(lines)
+    try:
+        key = re.search(r"API key\s+(hgw_test_\S+)", text)
+        assert key, text
+        yield proc, f"http://127.0.0.1:{port}", key.group(1), text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_sandbox_story_and_clean_shutdown(sandbox_server):
+    proc, base, key, banner = sandbox_server
+    assert "JWE key" in banner and '"kty": "oct"' in banner
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        search = http.post("/v1/social-security/participation-searches", json=WANG_FANG)
+        assert search.status_code == 200
+        assert search.json()["active_regions"] == ["440100"]
+        enrol = http.post(
+            "/v1/social-security/enrolments",
+            headers={"Idempotency-Key": "story-1"},
+            json={
+                "employee": WANG_FANG,
+                "employer": {"uscc": "91440300MA5FXXKQ11", "name": "深圳示例电子有限公司"},
+                "region": "440300",
+                "hire_date": "2026-11-02",
+                "insurance_types": ["pension"],
+                "contribution_base": "9000.00",
+            },
+        )
+        assert enrol.status_code == 409 and enrol.json()["code"] == "transfer_required"
+
+        # A request in flight when SIGTERM arrives still gets its answer.
+        mock_url = re.search(r"sandbox-bureau-440100 .*-> (http://\S+)", banner).group(1).rstrip("/")
+        httpx.post(f"{mock_url}/__mock__/faults", json={"route": "*", "kind": "latency", "latency_ms": 1500})
+        result: dict = {}
+
+        def slow_search() -> None:
+            result["response"] = http.post("/v1/social-security/participation-searches", json=WANG_FANG)
+
+        thread = threading.Thread(target=slow_search)
+        thread.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        thread.join(30)
+        assert result["response"].status_code == 200
+        assert result["response"].json()["active_regions"] == ["440100"]
+    # uvicorn re-raises the signal after a graceful shutdown, so the exit status says SIGTERM
+    assert proc.wait(30) in (0, -signal.SIGTERM)
+    output = proc.stdout.read()
+    assert "stopped cleanly" in output
+    assert "440104199003120213" not in banner + output  # no ID number in any log line

@@ -1,0 +1,17 @@
+import logging
+
+from gateway.logging import MaskIdNumbers, configure_logging
+
+
+def test_id_numbers_are_masked_in_any_log_record(capsys):
+    configure_logging("INFO")
+    logging.getLogger("anything").info("looked up %s and 33010219870715042X", "440104199003120213")
+    err = capsys.readouterr().err
+    assert "4401**********0213" in err and "3301**********042X" in err
+    assert "440104199003120213" not in err
+
+
+def test_filter_leaves_other_numbers_alone():
+    record = logging.LogRecord("x", logging.INFO, "f", 1, "order %s", ("12345678",), None)
+    assert MaskIdNumbers().filter(record)
+    assert record.getMessage() == "order 12345678"
