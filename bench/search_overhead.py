@@ -35,12 +35,14 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,6 +72,8 @@ TARGET_P50_OVERHEAD_MS = 2.0
 TARGET_P99_OVERHEAD_MS = 10.0
 TARGET_THROUGHPUT_RATIO = 0.5
 
+# Before each measured pass, wait (bounded) until the rest of the machine uses less than this.
+QUIET_THRESHOLD_CORES = 0.25
 # A pass stops early after this many failed requests (a broken setup must not run long).
 MAX_ERRORS_PER_PASS = 20
 RESULTS_BEGIN = "<!-- BEGIN results: written by bench/search_overhead.py --write-docs; do not edit by hand -->"
@@ -162,12 +166,95 @@ class Child:
             self.process.wait(5)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (Linux /proc), or NaN."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return float("nan")
+        return process_cpu_seconds(self.pid)
+
+    def main_thread_schedstat(self) -> tuple[float, float]:
+        return thread_schedstat(self.pid, self.pid)
+
+
+# -- /proc probes (Linux; NaN elsewhere) ----------------------------------------------------
+
+_NAN = float("nan")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all threads) so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return _NAN
+
+
+def thread_schedstat(pid: int, tid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for a CPU) of one thread so far."""
+    try:
+        run_ns, wait_ns, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        return int(run_ns) / 1e9, int(wait_ns) / 1e9
+    except (OSError, ValueError):
+        return _NAN, _NAN
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy CPU seconds, total CPU seconds) over all cores since boot, from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return _NAN, _NAN
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    idle = values[3] + values[4]
+    return (total - idle) / tick, total / tick
+
+
+@dataclass
+class Snapshot:
+    cpu: dict[str, float]
+    gateway_loop: tuple[float, float]
+    machine: tuple[float, float]
+
+
+class Probes:
+    """Resource counters read before and after each measured pass."""
+
+    def __init__(self, children: dict[str, Child]) -> None:
+        self.children = children
+        self.bench_tid = threading.get_native_id()
+
+    def snapshot(self) -> Snapshot:
+        cpu = {name: child.cpu_seconds() for name, child in self.children.items()}
+        cpu["bench"] = time.process_time()
+        gateway = self.children.get("gateway")
+        loop = gateway.main_thread_schedstat() if gateway else (_NAN, _NAN)
+        return Snapshot(cpu, loop, machine_busy_seconds())
+
+    @staticmethod
+    def usage(before: Snapshot, after: Snapshot, wall: float, requests: int) -> dict[str, Any]:
+        per_request = {k: (after.cpu[k] - before.cpu[k]) * 1000 / max(1, requests) for k in before.cpu}
+        on_cpu = after.gateway_loop[0] - before.gateway_loop[0]
+        queued = after.gateway_loop[1] - before.gateway_loop[1]
+        busy = after.machine[0] - before.machine[0]
+        ours = sum(after.cpu[k] - before.cpu[k] for k in before.cpu)
+        return {
+            "cpu_ms_per_request": per_request,
+            # Share of the pass the gateway's event-loop thread was running / runnable but waiting for a core.
+            "gateway_loop_on_cpu": on_cpu / wall if wall else _NAN,
+            "gateway_loop_waiting_for_cpu": queued / wall if wall else _NAN,
+            "machine_busy_cores": busy / wall if wall else _NAN,
+            # CPU used by processes other than the benchmark's three: interference from the rest of the machine.
+            "other_load_cores": max(0.0, busy - ours) / wall if wall else _NAN,
+        }
+
+    def wait_for_quiet(self, max_wait: float, threshold: float = QUIET_THRESHOLD_CORES) -> float:
+        """Wait (at most ``max_wait`` s) until other processes use less than ``threshold`` cores
+        over one second; return the other load last seen."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            before, started = self.snapshot(), time.monotonic()
+            time.sleep(1.0)
+            other = self.usage(before, self.snapshot(), time.monotonic() - started, 1)["other_load_cores"]
+            if other != other or other < threshold or time.monotonic() >= deadline:  # NaN: no /proc, do not wait
+                return other
 
 
 def wait_until(what: str, child: Child, probe: Callable[[], bool], timeout: float) -> float:
@@ -225,7 +312,8 @@ class PassResult:
     latencies_ms: list[float]
     truncated: bool
     error_samples: list[str] = field(default_factory=list)
-    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    """CPU per request by process, gateway event-loop occupancy, machine load (see ``Probes.usage``)."""
     gateway_upstream_ms: list[float] = field(default_factory=list)
     """For gateway passes: the upstream latency the gateway itself reported per request."""
 
@@ -252,7 +340,8 @@ class PassResult:
                 "p50": round(percentile(self.gateway_upstream_ms, 50), 3),
                 "p99": round(percentile(self.gateway_upstream_ms, 99), 3),
             } if self.gateway_upstream_ms else None,
-            "cpu_ms_per_request": {k: round(v, 3) for k, v in self.cpu_ms_per_request.items()},
+            "resources": {k: ({kk: round(vv, 3) for kk, vv in v.items()} if isinstance(v, dict) else round(v, 3))
+                          for k, v in self.usage.items()},
             "error_samples": self.error_samples,
         }
 
@@ -270,7 +359,7 @@ def percentile(values: list[float], p: float) -> float:
 
 async def run_pass(
     name: str, path: str, call: Callable[[], Awaitable[None]], *, requests: int, concurrency: int,
-    time_limit: float, cpu_probes: dict[str, Callable[[], float]],
+    time_limit: float, probes: Probes | None,
 ) -> PassResult:
     """``requests`` calls from ``concurrency`` workers; stops early at ``time_limit`` seconds."""
     latencies: list[float] = []
@@ -295,7 +384,7 @@ async def run_pass(
                 continue
             latencies.append((perf() - t0) * 1000)
 
-    cpu_before = {k: probe() for k, probe in cpu_probes.items()}
+    before = probes.snapshot() if probes else None
     try:
         # Each request is bounded by its own HTTP timeouts; this only guards the pass.
         async with asyncio.timeout(time_limit + 30):
@@ -304,12 +393,40 @@ async def run_pass(
         error_samples.append("pass cancelled: requests outlived the time limit")
     wall = perf() - started
     done = len(latencies)
-    cpu = {k: (probe() - cpu_before[k]) * 1000 / max(1, done + errors) for k, probe in cpu_probes.items()}
+    usage = Probes.usage(before, probes.snapshot(), wall, done + errors) if probes and before else {}
     return PassResult(
         name=name, path=path, concurrency=concurrency, requested=requests, completed=done, errors=errors,
         wall_seconds=wall, latencies_ms=latencies, truncated=issued < requests and errors < MAX_ERRORS_PER_PASS,
-        error_samples=error_samples, cpu_ms_per_request=cpu,
+        error_samples=error_samples, usage=usage,
     )
+
+
+class Profiler:
+    """py-spy sampling the gateway process during one pass (``--profile-gateway``).
+
+    py-spy pauses the process for each sample, so a profiled run's numbers are not
+    the benchmark's numbers; ``--write-docs`` refuses to run with it.
+    """
+
+    def __init__(self, py_spy: str, pid: int, output: Path) -> None:
+        self.output = output
+        self.process = subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(output)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            _, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        if self.process.returncode not in (0, -signal.SIGINT) or not self.output.exists():
+            console.print(f"[yellow]py-spy did not write {self.output}: {err.decode(errors='replace')[-500:]}[/]")
+        else:
+            console.print(f"gateway profile (py-spy raw/folded stacks) written to {self.output}")
 
 
 async def measure(args: argparse.Namespace, mock_url: str, gateway_url: str, api_key: str,
@@ -342,8 +459,7 @@ async def measure(args: argparse.Namespace, mock_url: str, gateway_url: str, api
             raise BenchError(f"gateway search incomplete or wrong: {response.text[:300]}")
         gateway_upstream_ms.append(float(data["regions"][0]["latency_ms"]))
 
-    cpu_probes: dict[str, Callable[[], float]] = {name: child.cpu_seconds for name, child in children.items()}
-    cpu_probes["bench"] = time.process_time
+    probes = Probes(children)
     results: list[PassResult] = []
     try:
         # Correctness first: one of each must give the two seeded records.
@@ -353,22 +469,32 @@ async def measure(args: argparse.Namespace, mock_url: str, gateway_url: str, api
 
         for path, call in (("direct", direct), ("gateway", via_gateway)):
             warm = await run_pass(f"warm-up {path}", path, call, requests=args.warmup, concurrency=args.concurrency,
-                                  time_limit=args.duration_limit, cpu_probes={})
+                                  time_limit=args.duration_limit, probes=None)
             if warm.errors:
                 raise BenchError(f"warm-up {path} failed: {warm.error_samples}")
         plan = [
-            ("direct, sequential", "direct", direct, args.sequential_requests, 1),
-            ("gateway, sequential", "gateway", via_gateway, args.sequential_requests, 1),
-            (f"direct, concurrency {args.concurrency}", "direct", direct, args.requests, args.concurrency),
-            (f"gateway, concurrency {args.concurrency}", "gateway", via_gateway, args.requests, args.concurrency),
+            ("direct, c=1", "direct", direct, args.sequential_requests, 1),
+            ("gateway, c=1", "gateway", via_gateway, args.sequential_requests, 1),
+            (f"direct, c={args.concurrency}", "direct", direct, args.requests, args.concurrency),
+            (f"gateway, c={args.concurrency}", "gateway", via_gateway, args.requests, args.concurrency),
         ]
         for name, path, call, count, concurrency in plan:
             for child in children.values():
                 child.check_alive()
             gateway_upstream_ms.clear()
+            if args.quiet_wait > 0:
+                other = await asyncio.to_thread(probes.wait_for_quiet, args.quiet_wait)
+                if other >= QUIET_THRESHOLD_CORES:
+                    console.print(f"[yellow]other processes use {other:.2f} cores; measuring anyway[/]")
             console.print(f"running {name}: {count} requests ...")
-            result = await run_pass(name, path, call, requests=count, concurrency=concurrency,
-                                    time_limit=args.duration_limit, cpu_probes=cpu_probes)
+            profiling = args.profile_gateway is not None and path == "gateway" and concurrency == args.concurrency
+            profiler = Profiler(args.py_spy, children["gateway"].pid, args.profile_gateway) if profiling else None
+            try:
+                result = await run_pass(name, path, call, requests=count, concurrency=concurrency,
+                                        time_limit=args.duration_limit, probes=probes)
+            finally:
+                if profiler is not None:
+                    profiler.stop()
             if path == "gateway":
                 result.gateway_upstream_ms = list(gateway_upstream_ms)
             results.append(result)
@@ -454,35 +580,63 @@ def fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value != value else f"{value:.{digits}f}"  # NaN check
 
 
-def print_results(results: list[PassResult], comp: dict[str, Any]) -> None:
-    table = Table(title="Participation search: direct vs through the gateway (latency in ms)")
-    for column in ("pass", "requests", "errors", "p50", "p90", "p99", "max", "req/s",
-                   "CPU ms/req gateway", "CPU ms/req mock", "CPU ms/req bench"):
-        table.add_column(column, justify="left" if column == "pass" else "right")
+COLUMNS = (
+    "pass", "requests", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s",
+    "CPU ms/req gateway", "CPU ms/req mock", "CPU ms/req load gen",
+    "gateway loop on CPU", "gateway loop waiting for CPU", "machine busy cores", "other processes cores",
+)
+
+
+def table_rows(results: list[PassResult]) -> list[list[str]]:
+    rows = []
     for r in results:
-        cpu = r.cpu_ms_per_request
-        table.add_row(
-            r.name, f"{r.completed}" + (" (time limit)" if r.truncated else ""),
-            f"[red]{r.errors}[/]" if r.errors else "0",
-            fmt(r.pct(50)), fmt(r.pct(90)), fmt(r.pct(99)), fmt(max(r.latencies_ms, default=float("nan"))),
+        u = r.usage
+        cpu = u.get("cpu_ms_per_request", {})
+        gateway_path = r.path == "gateway"
+
+        def pct(key: str) -> str:
+            return f"{fmt(u.get(key, _NAN) * 100, 0)} %" if gateway_path else "-"
+
+        rows.append([
+            r.name, f"{r.completed}" + (" (time limit)" if r.truncated else ""), str(r.errors),
+            fmt(r.pct(50)), fmt(r.pct(90)), fmt(r.pct(99)), fmt(max(r.latencies_ms, default=_NAN)),
             fmt(r.throughput, 0),
-            fmt(cpu.get("gateway", float("nan"))) if r.path == "gateway" else "-",
-            fmt(cpu.get("mock", float("nan"))), fmt(cpu.get("bench", float("nan"))),
-        )
-    console.print(table)
+            fmt(cpu.get("gateway", _NAN)) if gateway_path else "-", fmt(cpu.get("mock", _NAN)),
+            fmt(cpu.get("bench", _NAN)),
+            pct("gateway_loop_on_cpu"), pct("gateway_loop_waiting_for_cpu"), fmt(u.get("machine_busy_cores", _NAN)),
+            fmt(u.get("other_load_cores", _NAN)),
+        ])
+    return rows
+
+
+def print_results(results: list[PassResult], comp: dict[str, Any]) -> None:
+    width = max(shutil.get_terminal_size((170, 24)).columns, 150)
+    out = Console(highlight=False, width=width)
+    table = Table(title="Participation search: direct vs through the gateway")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "pass" else "right", no_wrap=column == "pass")
+    for row, r in zip(table_rows(results), results):
+        if r.errors:
+            row[2] = f"[red]{row[2]}[/]"
+        table.add_row(*row)
+    out.print(table)
     for label in ("sequential", "loaded"):
         c = comp.get(label)
         if c:
-            console.print(f"overhead {label} (concurrency {c['concurrency']}): p50 {c['p50_overhead_ms']:+.2f} ms, "
-                          f"p99 {c['p99_overhead_ms']:+.2f} ms, throughput ratio {c['throughput_ratio']:.2f}")
+            out.print(f"overhead {label} (concurrency {c['concurrency']}): p50 {c['p50_overhead_ms']:+.2f} ms, "
+                      f"p90 {c['p90_overhead_ms']:+.2f} ms, p99 {c['p99_overhead_ms']:+.2f} ms, "
+                      f"throughput ratio {c['throughput_ratio']:.2f}")
     for name, t in comp.get("targets", {}).items():
         mark = "[green]met[/]" if t["met"] else "[red]missed[/]"
         target = t.get("target_ms", t.get("target"))
         actual = t.get("actual_ms", t.get("actual"))
-        console.print(f"target {name}: {actual} vs {'>=' if name == 'throughput_ratio' else '<='} {target}: {mark}")
+        out.print(f"target {name}: {actual:.2f} (want {'>=' if name == 'throughput_ratio' else '<='} {target:g}): {mark}")
     for r in results:
+        other = r.usage.get("other_load_cores", 0)
+        if other >= QUIET_THRESHOLD_CORES:
+            out.print(f"[yellow]{r.name}: other processes used {other:.2f} cores during this pass[/]")
         for sample in r.error_samples:
-            console.print(f"[red]{r.name}: {sample}[/]")
+            out.print(f"[red]{r.name}: {sample}[/]")
 
 
 DEFAULT_HEADER = f"""\
@@ -539,17 +693,10 @@ def results_markdown(results: list[PassResult], comp: dict[str, Any], machine: d
         f"- Plan: {args.warmup} warm-up requests per path; {args.sequential_requests} sequential requests per path; "
         f"{args.requests} requests per path at concurrency {args.concurrency}; time limit {args.duration_limit:g} s per pass",
         "",
-        "| pass | requests | errors | p50 ms | p90 ms | p99 ms | max ms | req/s | CPU ms/req gateway | CPU ms/req mock | CPU ms/req load generator |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---" + "|---:" * (len(COLUMNS) - 1) + "|",
     ]
-    for r in results:
-        cpu = r.cpu_ms_per_request
-        lines.append(
-            f"| {r.name} | {r.completed}{' (time limit)' if r.truncated else ''} | {r.errors} | {fmt(r.pct(50))} | "
-            f"{fmt(r.pct(90))} | {fmt(r.pct(99))} | {fmt(max(r.latencies_ms, default=float('nan')))} | "
-            f"{fmt(r.throughput, 0)} | {fmt(cpu.get('gateway', float('nan'))) if r.path == 'gateway' else '-'} | "
-            f"{fmt(cpu.get('mock', float('nan')))} | {fmt(cpu.get('bench', float('nan')))} |"
-        )
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     lines += ["", "| comparison | p50 overhead ms | p90 overhead ms | p99 overhead ms | throughput ratio |",
               "|---|---:|---:|---:|---:|"]
     for label in ("sequential", "loaded"):
@@ -579,6 +726,11 @@ def results_markdown(results: list[PassResult], comp: dict[str, Any], machine: d
             lines.append(f"- {r.name}: upstream p50 {fmt(percentile(r.gateway_upstream_ms, 50))} ms / "
                          f"p99 {fmt(percentile(r.gateway_upstream_ms, 99))} ms; end-to-end p50 {fmt(r.pct(50))} ms / "
                          f"p99 {fmt(r.pct(99))} ms")
+    noisy = [r for r in results if r.usage.get("other_load_cores", 0) >= QUIET_THRESHOLD_CORES]
+    if noisy:
+        lines += ["", "**Interference:** other processes on the machine used "
+                  + ", ".join(f"{r.usage['other_load_cores']:.2f} cores during {r.name}" for r in noisy)
+                  + "; those passes understate what the machine can do."]
     errors = [f"{r.name}: {s}" for r in results for s in r.error_samples]
     if errors:
         lines += ["", "Errors:", "", *(f"- `{e}`" for e in errors)]
@@ -623,10 +775,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the results section of {DOCS_FILE.relative_to(ROOT)}")
     parser.add_argument("--docs-file", type=Path, default=DOCS_FILE, help=argparse.SUPPRESS)
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="dump the raw numbers to this file")
-    parser.add_argument("--keep-logs", action="store_true", help="print where the child logs are and keep them")
+    parser.add_argument("--quiet-wait", type=float, default=60.0,
+                        help="before each measured pass, wait up to this many seconds for the rest of the machine to "
+                             f"use less than {QUIET_THRESHOLD_CORES:g} cores (0: do not wait)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the child processes' logs and say where")
+    parser.add_argument("--profile-gateway", type=Path, default=None, metavar="FILE",
+                        help="sample the gateway with py-spy during the loaded gateway pass (folded stacks to FILE); "
+                             "slows the gateway, so not with --write-docs")
+    parser.add_argument("--py-spy", default=None, help="py-spy executable (default: on PATH or next to this Python)")
     args = parser.parse_args(argv)
     if args.duration_limit <= 0 or args.startup_timeout <= 0 or args.warmup < 0:
         parser.error("--duration-limit and --startup-timeout must be positive, --warmup not negative")
+    if args.profile_gateway is not None:
+        if args.write_docs:
+            parser.error("--profile-gateway distorts the numbers; do not combine it with --write-docs")
+        args.py_spy = args.py_spy or shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(args.py_spy).exists() and not shutil.which(args.py_spy):
+            parser.error("--profile-gateway needs py-spy (pip install py-spy, or --py-spy PATH)")
     return args
 
 

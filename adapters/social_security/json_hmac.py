@@ -101,8 +101,12 @@ def yuan_to_fen(amount: Decimal) -> int:
 
 
 def parse_date(value: str | None) -> dt.date | None:
+    """``yyyyMMdd`` -> a date; ``""`` -> ``None``."""
     if not value:
         return None
+    # strptime alone is lenient ("2023111" would pass, as 2023-11-01 or 2023-01-11?).
+    if len(value) != 8 or not value.isdigit():
+        raise ValueError(f"bad date {value!r}")
     return dt.datetime.strptime(value, "%Y%m%d").date()
 
 

@@ -154,3 +154,55 @@ def test_sandbox_story_and_clean_shutdown(sandbox_server):
     output = proc.stdout.read()
     assert "stopped cleanly" in output
     assert "440104199003120213" not in banner + output  # no ID number in any log line
+
+
+def test_live_mode_serves_configured_upstreams_only(tmp_path):
+    from mocks import JsonHmacBureau
+
+    bureau = JsonHmacBureau("440100", app_id="live-app", app_secret="live-secret").start()
+    port = _free_port()
+    config = tmp_path / "hr-gateway.toml"
+    config.write_text(
+        f"""
+[gateway]
+port = {port}
+data_dir = "{tmp_path / 'data'}"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / 'data' / 'live.db'}"
+[[upstreams]]
+name = "gz"
+adapter = "json-hmac"
+base_url = "{bureau.base_url}"
+regions = ["440100"]
+[upstreams.credentials]
+app_id = "live-app"
+app_secret = "wrong, replaced from the environment"
+"""
+    )
+    env = {**os.environ, "HGW_UPSTREAM_GZ_APP_SECRET": "live-secret"}
+    live = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "hr",
+                                                "--scopes", "social_security:read", "--json"]).output)
+    sandbox = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "t",
+                                                   "--scopes", "social_security:read", "--sandbox", "--json"]).output)
+    exe = Path(sys.executable).with_name("hr-gateway")
+    proc = subprocess.Popen([str(exe), "serve", "--config", str(config)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(100):
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            ok = http.post("/v1/social-security/participation-searches", json=WANG_FANG,
+                           headers={"Authorization": f"Bearer {live['api_key']}"})
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["active_regions"] == ["440100"]
+            refused = http.post("/v1/social-security/participation-searches", json=WANG_FANG,
+                                headers={"Authorization": f"Bearer {sandbox['api_key']}"})
+            assert refused.status_code == 403 and refused.json()["code"] == "environment_unavailable"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        bureau.stop()

@@ -35,10 +35,11 @@ def status_of(response: httpx.Response) -> int:
 
 
 @pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., UpstreamClient]]:
+async def make_client(transport: Callable[[], httpx.MockTransport]) -> AsyncIterator[Callable[..., UpstreamClient]]:
     made: list[UpstreamClient] = []
 
     def make(policy: UpstreamPolicy | None = None, **kwargs: Any) -> UpstreamClient:
+        kwargs.setdefault("transport", transport())
         client = UpstreamClient("up", BASE_URL, policy or fast_policy(), **kwargs)
         made.append(client)
         return client
@@ -63,6 +64,19 @@ async def test_returns_what_interpret_makes_of_the_response(bureau: respx.MockRo
     assert await call(client, interpret=lambda r: r.json()["a"]) == 1
     assert route.call_count == 1
     assert route.calls.last.request.content == b"{}"
+
+
+async def test_through_the_real_transport(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:
+    # respx patches httpx's own transport here: the same mapping of failures applies.
+    route = bureau.post(PATH).mock(side_effect=[httpx.ReadTimeout("slow"), httpx.Response(503), httpx.Response(200)])
+    client = make_client(transport=None)
+    assert await call(client, context=CallContext(request_id="req-real")) == 200
+    assert route.call_count == 3
+    assert route.calls.last.request.headers["X-Request-ID"] == "req-real"
+    route.mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(AmbiguousOutcome):
+        await call(client, idempotent=False)
+    assert route.call_count == 4
 
 
 async def test_request_id_travels_upstream(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:

@@ -204,7 +204,8 @@ def test_auth_uses_a_fresh_nonce_every_time() -> None:
     assert len(nonces) == 50
 
 
-async def test_search_request_is_signed_per_the_protocol(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+async def test_search_request_is_signed_per_the_protocol(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(transport=None)  # the real httpx transport, patched by respx
     route = bureau.post(QUERY).mock(return_value=page([]))
     await adapter.search_participation(WANG_FANG, context=CallContext())
     request = route.calls.last.request
