@@ -71,7 +71,7 @@ def create_app(
                 security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer", description="hgw_test_… or hgw_live_…")}
             ),
             security=[{"apiKey": []}],
-            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}),
+            openapi_router=Router(path="/schema", route_handlers=[], opt={"public": True}, include_in_schema=False),
             render_plugins=[SwaggerRenderPlugin(path="/"), RedocRenderPlugin(path="/redoc")],
         ),
         request_max_body_size=settings.max_body_bytes,

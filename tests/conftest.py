@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,3 +158,43 @@ async def api(
     app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus, **options))
     async with AsyncTestClient(app=app, timeout=30) as http:
         yield Api(http, app, issued["api_key"], issued, bureaus, settings)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sandbox_server(tmp_path):
+    """A real `hr-gateway serve --sandbox` process: (process, base url, api key, banner).
+
+    Its output goes to a file, not a pipe, so a chatty server can never block on a
+    full pipe; ``process.log_path`` is where to read it.
+    """
+    port = free_port()
+    exe = Path(sys.executable).with_name("hr-gateway")
+    log_path = tmp_path / "server.log"
+    log_file = open(log_path, "w")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--sandbox", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+        stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    text = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log_path.read_text()
+        if "OpenAPI UI" in text:
+            break
+        time.sleep(0.1)
+    try:
+        key = re.search(r"API key\s+(hgw_test_\S+)", text)
+        assert key, text
+        yield proc, f"http://127.0.0.1:{port}", key.group(1), text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log_file.close()

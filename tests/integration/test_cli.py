@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
+from tests.conftest import free_port as _free_port
 
 WANG_FANG = {"id_number": "440104199003120213", "name": "Wang Fang"}
 
@@ -78,40 +79,6 @@ def test_live_config_errors_are_reported(tmp_path):
     assert result.exit_code == 1 and "missing key 'adapter'" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def sandbox_server(tmp_path):
-    port = _free_port()
-    exe = Path(sys.executable).with_name("hr-gateway")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--sandbox", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "OpenAPI UI" in line:
-            break
-    text = "".join(lines)
-    try:
-        key = re.search(r"API key\s+(hgw_test_\S+)", text)
-        assert key, text
-        yield proc, f"http://127.0.0.1:{port}", key.group(1), text
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def test_sandbox_story_and_clean_shutdown(sandbox_server):
     proc, base, key, banner = sandbox_server
     assert "JWE key" in banner and '"kty": "oct"' in banner
@@ -151,7 +118,7 @@ def test_sandbox_story_and_clean_shutdown(sandbox_server):
         assert result["response"].json()["active_regions"] == ["440100"]
     # uvicorn re-raises the signal after a graceful shutdown, so the exit status says SIGTERM
     assert proc.wait(30) in (0, -signal.SIGTERM)
-    output = proc.stdout.read()
+    output = proc.log_path.read_text()
     assert "stopped cleanly" in output
     assert "440104199003120213" not in banner + output  # no ID number in any log line
 

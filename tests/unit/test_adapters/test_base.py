@@ -15,6 +15,7 @@ from adapters import (
     AdapterConfig,
     AdapterHealth,
     BankAdapter,
+    CallContext,
     BureauAdapter,
     Capability,
     ConfigurationError,
@@ -93,8 +94,6 @@ async def test_http_adapter_passes_a_custom_transport() -> None:
         transport=httpx.MockTransport(handler),
     )
     try:
-        from adapters import CallContext
-
         status = await plain.client.call(
             "GET", "/x", lambda r: r.status_code, operation="x", context=CallContext(), idempotent=True
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import re
 import time
 from collections.abc import Callable
@@ -180,8 +181,6 @@ def test_auth_hashes_an_empty_body_as_the_empty_string() -> None:
     to_sign = "\n".join(
         ["GET", "/api/v1/ping", "1700000000", signed.headers["X-Nonce"], hashlib.sha256(b"").hexdigest()]
     )
-    import hmac
-
     assert signed.headers["X-Signature"] == hmac.new(SECRET.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
