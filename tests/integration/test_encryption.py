@@ -14,6 +14,14 @@ from gateway.store import enrolments, idempotency_records
 from tests.conftest import LI_MING, WANG_FANG
 
 SEARCH = "/v1/social-security/participation-searches"
+LI_MING_ENROLMENT = {
+    "employee": LI_MING,
+    "employer": {"uscc": "91440101MA59BX4C3Y", "name": "广州示例科技有限公司"},
+    "region": "440100",
+    "hire_date": "2026-11-02",
+    "insurance_types": ["pension"],
+    "contribution_base": "8000.00",
+}
 ENROL = "/v1/social-security/enrolments"
 
 
@@ -138,14 +146,7 @@ async def test_bad_jwe_is_a_400(api, make):
 
 
 async def test_reencrypted_retry_is_the_same_idempotent_request(api):
-    body = {
-        "employee": LI_MING,
-        "employer": {"uscc": "91440101MA59BX4C3Y", "name": "广州示例科技有限公司"},
-        "region": "440100",
-        "hire_date": "2026-11-02",
-        "insurance_types": ["pension"],
-        "contribution_base": "8000.00",
-    }
+    body = LI_MING_ENROLMENT
     idem = str(uuid.uuid4())
     first = await api.http.post(ENROL, content=seal(body, client_key(api), dir_header(api)),
                                 headers=jose_headers(api, **{"Idempotency-Key": idem}))
@@ -157,14 +158,7 @@ async def test_reencrypted_retry_is_the_same_idempotent_request(api):
 
 
 async def test_pii_is_encrypted_at_rest(api):
-    body = {
-        "employee": LI_MING,
-        "employer": {"uscc": "91440101MA59BX4C3Y", "name": "广州示例科技有限公司"},
-        "region": "440100",
-        "hire_date": "2026-11-02",
-        "insurance_types": ["pension"],
-        "contribution_base": "8000.00",
-    }
+    body = LI_MING_ENROLMENT
     r = await api.http.post(ENROL, json=body, headers=api.headers(**{"Idempotency-Key": str(uuid.uuid4())}))
     assert r.status_code == 201
     rows = await api.rows(sa.select(enrolments)) + await api.rows(sa.select(idempotency_records))
