@@ -255,6 +255,14 @@ class Probes:
                 return other
 
 
+def run_cli(exe: list[str], args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run one ``hr-gateway`` command to completion (bounded)."""
+    try:
+        return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"hr-gateway {' '.join(args[:2])} did not finish in {timeout:g}s") from None
+
+
 def wait_until(what: str, child: Child, probe: Callable[[], bool], timeout: float) -> float:
     """Poll ``probe`` until it is true; raise with the child's log if it dies or time runs out."""
     started = time.monotonic()
@@ -663,9 +671,9 @@ on) as separate processes on loopback ports, creates a live API client
 - *direct*: `JsonHmacBureauAdapter.search_participation` against the mock: request
   signing, HTTP, envelope and record parsing, i.e. the upstream work the gateway
   does itself;
-- *gateway*: `POST {SEARCH_PATH}` with a bearer key, from one keep-alive
-  `httpx.AsyncClient`: authentication, validation, fan-out, the same adapter call,
-  the audit row, the response encoding, and one more HTTP hop.
+- *gateway*: `POST {SEARCH_PATH}` with a bearer key,
+  from one keep-alive `httpx.AsyncClient`: authentication, validation, fan-out, the
+  same adapter call, the audit row, the response encoding, and one more HTTP hop.
 
 Each path runs sequentially (c=1: unloaded latency), then with c concurrent
 requests in a closed loop (c=8 by default, no think time). Latency is taken in the
@@ -689,8 +697,9 @@ overhead from above rather than give a server's capacity.
 <= {TARGET_P99_OVERHEAD_MS:g} ms, gateway throughput >= {TARGET_THROUGHPUT_RATIO:.0%} of direct.
 
 Re-run with `.venv/bin/python bench/search_overhead.py --write-docs`; it rewrites only
-the results section between the markers below (`--json FILE` keeps the raw latencies,
-`--profile-gateway FILE` samples the gateway with py-spy during the loaded pass).
+the results section between the markers below and keeps the rest of this file
+(`--json FILE` keeps the raw latencies, `--profile-gateway FILE` samples the gateway
+with py-spy during the loaded pass, `--help` lists the other options).
 """
 
 
@@ -852,17 +861,20 @@ def run(args: argparse.Namespace) -> int:
             "--port", str(mock_port), "--app-id", APP_ID, "--app-secret", APP_SECRET,
         ], tmp / "mock.log").start()
 
-        try:
-            created = subprocess.run(
-                [*exe, "clients", "create", "--config", str(config), "--name", "bench",
-                 "--scopes", "social_security:read", "--json"],
-                capture_output=True, text=True, timeout=max(60.0, args.startup_timeout), stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise BenchError("hr-gateway clients create did not finish in time") from None
+        cli_timeout = max(60.0, args.startup_timeout)
+        # Live mode needs a keyring made once per deployment (gateways that still create it
+        # on first use have no `keys init`).
+        init = run_cli(exe, ["keys", "init", "--config", str(config)], cli_timeout)
+        if init.returncode != 0 and "No such command" not in init.stderr:
+            raise BenchError(f"hr-gateway keys init failed ({init.returncode}):\n{init.stderr[-2000:]}")
+        created = run_cli(exe, ["clients", "create", "--config", str(config), "--name", "bench",
+                                "--scopes", "social_security:read", "--json"], cli_timeout)
         if created.returncode != 0:
             raise BenchError(f"hr-gateway clients create failed ({created.returncode}):\n{created.stderr[-2000:]}")
-        api_key = json.loads(created.stdout)["api_key"]
+        try:
+            api_key = json.loads(created.stdout)["api_key"]
+        except (ValueError, KeyError) as exc:
+            raise BenchError(f"hr-gateway clients create printed no API key: {created.stdout[-500:]!r}") from exc
         if not api_key.startswith("hgw_live_"):
             raise BenchError(f"expected a live key, got {api_key[:9]}…")
 

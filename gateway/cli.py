@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import ConfigError, Settings, load_settings, sandbox_settings
+from .encryption import KeyringError
 
 __all__ = ["main"]
 
@@ -29,7 +30,22 @@ def _settings(config: str | None, data_dir: str) -> Settings:
 
 
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(factory())  # type: ignore[arg-type]
+    """Run async work; configuration and keyring problems become one-line errors."""
+    try:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    except (ConfigError, KeyringError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _preflight(settings: Settings) -> None:
+    """Catch configuration mistakes before the server starts, as one clear line."""
+    from .encryption import Keyring
+    from .registry import build_upstream_set
+
+    if settings.mode == "live":
+        Keyring.load(settings.keyring_file)
+    if settings.upstreams:
+        await build_upstream_set("live", settings.upstreams).aclose()
 
 
 config_option = click.option(
@@ -69,6 +85,7 @@ def serve(sandbox: bool, config: str | None, data_dir: str, host: str | None, po
     settings = sandbox_settings(data_dir) if sandbox else _settings(config, data_dir)
     host = host or settings.host
     port = port or settings.port
+    _run(lambda: _preflight(settings))
     configure_logging(settings.log_level)
 
     async def announce(gateway: Any) -> None:
@@ -88,8 +105,9 @@ def serve(sandbox: bool, config: str | None, data_dir: str, host: str | None, po
             console.print(f"  [bold]API key[/]    {data['api_key']}")
             console.print(f"  [bold]JWE key[/]    {json.dumps(data['jwe_key'])}")
         console.print(f"  OpenAPI UI {base}/schema   (document: {base}/schema/openapi.json)")
-        console.print("  Sandbox test persons (Wang Fang, Li Ming, …) are listed in docs/sandbox.md; "
-                      f"search one with POST {base}/v1/social-security/participation-searches")
+        if sandbox:
+            console.print("  Sandbox test persons (Wang Fang, Li Ming, …) are listed in docs/sandbox.md; "
+                          f"search one with POST {base}/v1/social-security/participation-searches")
 
     app = create_app(settings, on_started=announce)
     server = uvicorn.Server(
@@ -108,7 +126,7 @@ async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[T]]) -
     from .encryption import FieldCipher, Keyring
     from .store import create_engine, upgrade
 
-    keyring = Keyring.load_or_create(settings.keyring_file)
+    keyring = Keyring.load_or_create(settings.keyring_file) if settings.mode == "sandbox" else Keyring.load(settings.keyring_file)
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)
@@ -191,15 +209,32 @@ def keys() -> None:
     """Manage the keyring that encrypts PII at rest."""
 
 
+@keys.command("init")
+@config_option
+@data_dir_option
+def keys_init(config: str | None, data_dir: str) -> None:
+    """Create the keyring (once per deployment; give every replica the same file)."""
+    from .encryption import Keyring
+
+    settings = _settings(config, data_dir)
+    if settings.keyring_file.exists():
+        raise click.ClickException(f"a keyring already exists at {settings.keyring_file}; use `keys rotate`")
+    Keyring.generate().save(settings.keyring_file)
+    console.print(f"created keyring {settings.keyring_file} (mode 0600): back it up; without it, encrypted data is lost")
+
+
 @keys.command("rotate")
 @config_option
 @data_dir_option
-def keys_rotate(config: str | None, data_dir: str) -> None:
+@click.option("--settle-seconds", default=None, type=float,
+              help="How long running gateways get to switch to the new key before re-encryption (default 11).")
+def keys_rotate(config: str | None, data_dir: str, settle_seconds: float | None) -> None:
     """Add a data key, make it active, and re-encrypt every encrypted column with it."""
     from .encryption.rotation import rotate_keys
 
     settings = _settings(config, data_dir)
-    report = _run(lambda: rotate_keys(settings))
+    kwargs = {} if settle_seconds is None else {"settle_seconds": settle_seconds}
+    report = _run(lambda: rotate_keys(settings, **kwargs))
     console.print(f"active data key is now {report.new_kid}")
     for column, count in report.reencrypted.items():
         console.print(f"  re-encrypted {count:6d} values in {column}")

@@ -1,8 +1,10 @@
 """Gateway settings: from a TOML file (live mode) or sandbox defaults.
 
 Secrets never need to live in the file: any upstream credential can be given, or
-overridden, by the environment variable ``HGW_UPSTREAM_<NAME>_<KEY>`` (name and key
-upper-cased, ``-`` as ``_``), and the database URL by ``HGW_DATABASE_URL``.
+overridden, by the environment variable ``HGW_UPSTREAM_<NAME>__<KEY>`` (name and key
+upper-cased, ``-`` as ``_``, a double underscore between them so that upstreams named
+``gz`` and ``gz-bureau`` cannot take each other's secrets), and the database URL by
+``HGW_DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _upstream(raw: dict[str, Any], where: str) -> UpstreamSettings:
         if not re.fullmatch(r"\d{6}", region):
             raise ConfigError(f"{where}: region {region!r} is not a 6-digit division code")
     credentials = {str(k): str(v) for k, v in dict(raw.get("credentials", {})).items()}
-    prefix = _env_name("HGW_UPSTREAM", name) + "_"
+    prefix = _env_name("HGW_UPSTREAM", name) + "__"
     for key, value in os.environ.items():
         if key.startswith(prefix):
             credentials[key[len(prefix):].lower()] = value
@@ -107,6 +109,8 @@ def load_settings(path: str | Path) -> Settings:
         search_deadline=float(gateway.get("search_deadline_seconds", 8.0)),
         idempotency_retention_hours=float(gateway.get("idempotency_retention_hours", 24.0)),
         max_body_bytes=int(gateway.get("max_body_bytes", 1_048_576)),
+        idempotency_lease_seconds=float(gateway.get("idempotency_lease_seconds", 60.0)),
+        audit_flush_seconds=float(gateway.get("audit_flush_seconds", 0.2)),
         api_key_cache_seconds=float(security.get("api_key_cache_seconds", 2.0)),
         log_level=str(gateway.get("log_level", "INFO")),
         mode="live",

@@ -4,7 +4,8 @@ Every error the API returns is ``application/problem+json`` with a machine ``cod
 from ``CATALOGUE``. A *refusal* means the request was turned away before anything
 was done (bad input, auth); an *outcome* is a result of work that was done (an
 upstream's rejection, a conflict found by a search). Refusals are never stored
-against an Idempotency-Key; outcomes are, and are replayed.
+against an Idempotency-Key. Outcomes below 500 are stored and replayed; a 5xx
+outcome leaves the key open, so a retry with it resumes the same work.
 
 Hierarchy::
 

@@ -51,7 +51,9 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self.keyring = Keyring.load_or_create(s.keyring_file)
+        # Sandbox data is disposable; a live keyring must be created on purpose and
+        # shared by every replica, never invented by one of them.
+        self.keyring = Keyring.load_or_create(s.keyring_file) if s.mode == "sandbox" else Keyring.load(s.keyring_file)
         self.cipher = FieldCipher(self.keyring)
         self.jwe_gateway_key = RSAKey.import_key(self.keyring.jwe_private_jwk)
         self.engine = create_engine(s.database_url)

@@ -23,10 +23,12 @@ from ..context import CallContext
 from ..errors import (
     AmbiguousOutcome,
     BusinessRejection,
+    ConfigurationError,
     UpstreamAuthenticationError,
     UpstreamError,
     UpstreamNotFound,
     UpstreamProtocolError,
+    UpstreamServerError,
 )
 from ..http import RetryPolicy, UpstreamPolicy
 from ..models import (
@@ -137,6 +139,11 @@ class JsonHmacBureauAdapter(HttpAdapter):
     max_submit_rounds: ClassVar[int] = 3
 
     def __init__(self, config: AdapterConfig, **kwargs: Any) -> None:
+        if len(config.regions) != 1:
+            # One json-hmac deployment is one city's bureau; its records carry no region.
+            raise ConfigurationError(
+                f"adapter {config.name!r} (json-hmac) serves exactly one region, got {list(config.regions)}"
+            )
         super().__init__(config, **kwargs)
         self.page_size = int(config.options.get("page_size", 50))
 
@@ -176,7 +183,7 @@ class JsonHmacBureauAdapter(HttpAdapter):
         unit_code = raw.get("unitCode") or ""
         base = raw.get("baseAmount")
         return ParticipationRecord(
-            region=self.config.regions[0] if self.config.regions else "",
+            region=self.config.regions[0],
             insurance_type=insurance_type,
             status=_STATUS[raw["status"]],
             employer=Employer(uscc=unit_code, name=raw.get("unitName") or "") if unit_code else None,
@@ -240,15 +247,14 @@ class JsonHmacBureauAdapter(HttpAdapter):
                 "baseAmount": yuan_to_fen(submission.contribution_base),
             }
         )
-        last: AmbiguousOutcome | None = None
         for _ in range(self.max_submit_rounds):
             try:
                 return await self.client.call(
                     "POST", SUBMIT_PATH, self._receipt, operation="enrolment.submit",
                     context=context, idempotent=False, content=body, headers={"Content-Type": "application/json"},
                 )
-            except AmbiguousOutcome as exc:
-                last = exc
+            except AmbiguousOutcome:
+                pass
             # Sent, but no answer: ask before sending again, never submit blind.
             try:
                 found = await self.find_enrolment(submission.reference, context=context)
@@ -259,8 +265,12 @@ class JsonHmacBureauAdapter(HttpAdapter):
                 ) from exc
             if found is not None:
                 return found
-        assert last is not None
-        raise last
+        # Every round was lost and each time the bureau confirmed it had nothing: the
+        # enrolment did not land, so this is an ordinary (retryable) failure.
+        raise UpstreamServerError(
+            f"enrolment {submission.reference} was lost {self.max_submit_rounds} times and did not land",
+            upstream=self.name,
+        )
 
     async def find_enrolment(self, reference: str, *, context: CallContext) -> EnrolmentReceipt | None:
         body = msgspec.json.encode({"bizNo": reference})

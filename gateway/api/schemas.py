@@ -28,7 +28,7 @@ __all__ = [
     "RegionOutcome",
 ]
 
-IdNumber = Annotated[str, msgspec.Meta(min_length=15, max_length=18, description="Resident ID number (PII)")]
+IdNumber = Annotated[str, msgspec.Meta(min_length=18, max_length=18, description="18-character resident ID number (PII)")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="Full name (PII)")]
 RegionCode = Annotated[str, msgspec.Meta(pattern=r"^\d{6}$", description="6-digit administrative division code")]
 

@@ -11,7 +11,7 @@ from adapters import CallContext, Capability, Person
 
 from ..auth import Client
 from ..encryption import mask_id_number
-from ..idempotency import IDEMPOTENCY_KEY
+from ..idempotency import IDEMPOTENCY_TOKEN
 from ..registry import UpstreamSet
 from ..runtime import Gateway
 from ..services import EnrolmentService, search_participation
@@ -101,7 +101,7 @@ class SocialSecurityController(Controller):
         """Refused with 409 `transfer_required` when the person is actively insured in another region for a
         requested insurance type; otherwise submitted to the region's bureau exactly once."""
         service = EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)
-        return await service.enrol(client, data, upstreams, context, request.scope.get(IDEMPOTENCY_KEY))
+        return await service.enrol(client, data, upstreams, context, request.scope.get(IDEMPOTENCY_TOKEN))
 
     @get("/enrolments/{enrolment_id:str}", opt={"scope": "social_security:read"}, summary="An enrolment")
     async def get_enrolment(self, enrolment_id: str, gateway: Gateway, client: Client) -> EnrolmentOut:

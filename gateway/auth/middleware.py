@@ -1,8 +1,8 @@
 """Bearer API-key authentication and scope checks.
 
 Routes declare ``opt={"scope": "<scope>"}`` (or ``opt={"public": True}``). The
-check happens here, before any body is read or any Idempotency-Key is claimed, so
-an unauthorised request leaves nothing behind.
+check happens here, before the body is decrypted or any Idempotency-Key is claimed,
+so an unauthorised request leaves nothing behind.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ class Keyring:
     blind_index_key: bytes
     jwe_private_jwk: dict[str, Any]
     path: Path | None = field(default=None, compare=False)
+    _mtime: float = field(default=0.0, compare=False, repr=False)
 
     @classmethod
     def generate(cls) -> Keyring:
@@ -59,6 +60,8 @@ class Keyring:
 
     @classmethod
     def load(cls, path: Path) -> Keyring:
+        if not path.exists():
+            raise KeyringError(f"no keyring at {path}: create it once with `hr-gateway keys init` and share it with every replica")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             keyring = cls(
@@ -67,6 +70,7 @@ class Keyring:
                 blind_index_key=_unb64(raw["blind_index_key"]),
                 jwe_private_jwk=raw["jwe_private_jwk"],
                 path=path,
+                _mtime=path.stat().st_mtime,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise KeyringError(f"cannot read keyring {path}: {exc}") from exc
@@ -99,13 +103,27 @@ class Keyring:
             json.dump(payload, fh, indent=2)
         os.replace(tmp, path)
         self.path = path
+        self._mtime = path.stat().st_mtime
 
     def reload(self) -> None:
         """Re-read the file (after a rotation by another process)."""
         if self.path is None:
             return
         fresh = Keyring.load(self.path)
-        self.data_keys, self.active = fresh.data_keys, fresh.active
+        self.data_keys, self.active, self._mtime = fresh.data_keys, fresh.active, fresh._mtime
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if it changed on disk; returns whether it did."""
+        if self.path is None:
+            return False
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return False
+        if mtime == self._mtime:
+            return False
+        self.reload()
+        return True
 
     def add_data_key(self) -> str:
         """Add a fresh AES-256 key and make it the active one; returns its id."""

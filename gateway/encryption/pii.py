@@ -12,13 +12,14 @@ import hashlib
 import hmac
 import os
 import re
+import time
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .keyring import Keyring
 
-__all__ = ["FieldCipher", "mask_id_number", "mask_id_numbers_in", "normalize_id_number"]
+__all__ = ["KEYRING_REFRESH_SECONDS", "FieldCipher", "mask_id_number", "mask_id_numbers_in", "normalize_id_number"]
 
 
 def normalize_id_number(value: str) -> str:
@@ -40,11 +41,20 @@ def mask_id_numbers_in(text: str) -> str:
     return _ID_PATTERN.sub(lambda m: m.group(1) + "*" * 10 + m.group(2), text)
 
 
+#: How often a running gateway looks at the keyring file for a rotation.
+KEYRING_REFRESH_SECONDS = 10.0
+
+
 class FieldCipher:
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
+        self._checked = time.monotonic()
 
     def encrypt(self, plaintext: str | bytes, column: str) -> str:
+        if time.monotonic() - self._checked > KEYRING_REFRESH_SECONDS:
+            # `hr-gateway keys rotate` in another process: start using the new key.
+            self._checked = time.monotonic()
+            self.keyring.reload_if_changed()
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         kid = self.keyring.active
         nonce = os.urandom(12)

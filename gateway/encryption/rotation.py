@@ -7,6 +7,7 @@ file the first time they meet a value encrypted under it.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from ..config import Settings
 from ..store import clients, create_engine, enrolments, idempotency_records, upgrade
 from .keyring import Keyring
-from .pii import FieldCipher
+from .pii import KEYRING_REFRESH_SECONDS, FieldCipher
 
 __all__ = ["ENCRYPTED_COLUMNS", "RotationReport", "reencrypt_all", "rotate_keys"]
 
@@ -60,10 +61,13 @@ async def reencrypt_all(engine: sa.ext.asyncio.AsyncEngine, cipher: FieldCipher,
     return counts
 
 
-async def rotate_keys(settings: Settings) -> RotationReport:
+async def rotate_keys(settings: Settings, *, settle_seconds: float = KEYRING_REFRESH_SECONDS + 1) -> RotationReport:
+    """Add a key, give running gateways ``settle_seconds`` to switch to it, then
+    re-encrypt everything not yet under it (so nothing written meanwhile is missed)."""
     keyring = Keyring.load(settings.keyring_file)
     new_kid = keyring.add_data_key()
     keyring.save()
+    await asyncio.sleep(settle_seconds)
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)

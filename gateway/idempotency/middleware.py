@@ -24,9 +24,9 @@ from .store import StoredResponse, fingerprint
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["IDEMPOTENCY_KEY", "IdempotencyMiddleware", "parse_idempotency_key"]
+__all__ = ["IDEMPOTENCY_TOKEN", "IdempotencyMiddleware", "parse_idempotency_key"]
 
-IDEMPOTENCY_KEY = "hgw.idempotency_key"
+IDEMPOTENCY_TOKEN = "hgw.idempotency_token"
 _KEY = re.compile(r'[\x21\x23-\x5b\x5d-\x7e]{1,255}')  # visible ASCII without '"' and '\'
 _REPLAYED_HEADERS = frozenset({"content-type", "location"})
 
@@ -82,7 +82,7 @@ class IdempotencyMiddleware:
             await send_response(send, stored.status, stored.body, content_type, extra)
             return
 
-        scope[IDEMPOTENCY_KEY] = key  # type: ignore[literal-required]
+        scope[IDEMPOTENCY_TOKEN] = claim.token  # type: ignore[literal-required]
         status = 500
         headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []

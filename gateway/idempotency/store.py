@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import secrets
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +28,7 @@ from ..store import idempotency_records as records
 __all__ = ["Claim", "IdempotencyStore", "StoredResponse", "fingerprint"]
 
 _BODY_COLUMN = "idempotency_records.response_body"
+_IN_FLIGHT_RETRY_AFTER = 2
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -55,6 +57,8 @@ class Claim:
     response: StoredResponse | None = None
     retry_after: int = 1
     resumed: bool = False
+    #: For an acquired claim: what the work done under this use of the key links to.
+    token: str | None = None
 
 
 def _now() -> dt.datetime:
@@ -82,12 +86,13 @@ class IdempotencyStore:
     async def claim(self, client_id: str, key: str, fp: str, method: str, path: str) -> Claim:
         for _ in range(3):
             now = _now()
+            token = secrets.token_hex(16)
             async with self.engine.begin() as conn:
                 inserted = (
                     await conn.execute(
                         self._insert(records)
                         .values(
-                            client_id=client_id, key=key, fingerprint=fp, method=method, path=path,
+                            client_id=client_id, key=key, token=token, fingerprint=fp, method=method, path=path,
                             state="in_flight", locked_until=now + self.lease,
                             created_at=now, expires_at=now + self.retention,
                         )
@@ -96,7 +101,7 @@ class IdempotencyStore:
                     )
                 ).first()
             if inserted is not None:
-                return Claim("acquired")
+                return Claim("acquired", token=token)
             async with self.engine.begin() as conn:
                 row = (await conn.execute(records.select().where(self._key(client_id, key)))).first()
                 if row is None:
@@ -111,17 +116,20 @@ class IdempotencyStore:
                     headers = [tuple(h) for h in json.loads(row.response_headers or "[]")]
                     return Claim("replay", StoredResponse(row.response_status, headers, body))  # type: ignore[arg-type]
                 if row.locked_until > now:
-                    return Claim("in_flight", retry_after=max(1, math.ceil((row.locked_until - now).total_seconds())))
+                    # The lease is a crash guard, not the expected duration: ask for a
+                    # prompt retry, capped by when the lease would let a retry take over.
+                    wait = math.ceil((row.locked_until - now).total_seconds())
+                    return Claim("in_flight", retry_after=max(1, min(wait, _IN_FLIGHT_RETRY_AFTER)))
                 taken = (
                     await conn.execute(
                         records.update()
                         .where(self._key(client_id, key), records.c.state == "in_flight", records.c.locked_until <= now)
                         .values(locked_until=now + self.lease)
-                        .returning(records.c.key)
+                        .returning(records.c.token)
                     )
                 ).first()
                 if taken is not None:
-                    return Claim("acquired", resumed=True)
+                    return Claim("acquired", resumed=True, token=taken.token)
                 return Claim("in_flight", retry_after=1)
         return Claim("in_flight", retry_after=1)
 

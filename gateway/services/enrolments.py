@@ -27,7 +27,9 @@ from adapters import (
     EnrolmentReceipt,
     EnrolmentSubmission,
     Person,
+    UpstreamAuthenticationError,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 
@@ -107,13 +109,15 @@ class EnrolmentService:
     # -- enrolling ----------------------------------------------------------------
 
     async def enrol(
-        self, client: Client, body: EnrolmentIn, upstreams: UpstreamSet, context: CallContext, idempotency_key: str | None
+        self, client: Client, body: EnrolmentIn, upstreams: UpstreamSet, context: CallContext, idempotency_token: str | None
     ) -> EnrolmentOut:
+        """``idempotency_token`` identifies this use of the Idempotency-Key; a retry
+        that carries it resumes the enrolment started under it."""
         person, employer, bureau = self.validate(body, upstreams)
-        row = await self._find_by_key(client, idempotency_key) if idempotency_key else None
+        row = await self._find_by_token(client, idempotency_token) if idempotency_token else None
         if row is None:
             await self._refuse_if_active_elsewhere(person, body, upstreams, context)
-            row = await self._create(client, body, person, employer, bureau, idempotency_key)
+            row = await self._create(client, body, person, employer, bureau, idempotency_token)
         elif row.status in ("accepted", "rejected"):
             return self._out(row)
         return await self._submit(row, person, employer, body, bureau, context.with_gateway_id(row.id))
@@ -152,16 +156,16 @@ class EnrolmentService:
                 headers={"Retry-After": "5"},
             )
 
-    async def _find_by_key(self, client: Client, key: str) -> Any:
+    async def _find_by_token(self, client: Client, token: str) -> Any:
         async with self.engine.connect() as conn:
             return (
                 await conn.execute(
-                    enrolments.select().where(enrolments.c.client_id == client.id, enrolments.c.idempotency_key == key)
+                    enrolments.select().where(enrolments.c.client_id == client.id, enrolments.c.idempotency_token == token)
                 )
             ).first()
 
     async def _create(
-        self, client: Client, body: EnrolmentIn, person: Person, employer: Employer, bureau: BureauAdapter, key: str | None
+        self, client: Client, body: EnrolmentIn, person: Person, employer: Employer, bureau: BureauAdapter, token: str | None
     ) -> Any:
         gateway_id = new_id("enr")
         now = _now()
@@ -169,7 +173,7 @@ class EnrolmentService:
             id=gateway_id,
             client_id=client.id,
             environment=client.environment,
-            idempotency_key=key,
+            idempotency_token=token,
             region=body.region,
             upstream=bureau.name,
             person_bidx=self.cipher.blind_index(person.id_number),
@@ -215,17 +219,27 @@ class EnrolmentService:
             if receipt is None:
                 receipt = await bureau.submit_enrolment(submission, context=context)
         except BusinessRejection as exc:
+            field = f"employee.{exc.field}" if exc.field in ("id_number", "name") else exc.field
             error = {"code": "upstream_rejected", "upstream_code": exc.upstream_code,
-                     "upstream_message": exc.upstream_message, "field": exc.field}
+                     "upstream_message": exc.upstream_message, "field": field}
             updated = await self._update(row.id, status="rejected", error=json.dumps(error))
             raise ProblemError(
                 "upstream_rejected",
                 f"the {row.region} bureau refused the enrolment: {exc.upstream_message}",
                 upstream={"code": exc.upstream_code, "message": exc.upstream_message},
-                field=f"employee.{exc.field}" if exc.field in ("id_number", "name") else exc.field,
+                field=field,
                 enrolment_id=updated.id,
             ) from None
-        except AmbiguousOutcome:
+        except UpstreamAuthenticationError as exc:
+            # Nothing landed, and retrying will not help until an operator fixes the credentials.
+            raise ProblemError(
+                "upstream_error",
+                f"the {row.region} bureau refused the gateway's credentials ({exc.upstream_code})",
+                upstream={"code": exc.upstream_code, "message": exc.upstream_message},
+                enrolment_id=row.id,
+            ) from None
+        except (AmbiguousOutcome, UpstreamProtocolError):
+            # No usable answer to a submission: it may have landed. Ask before resending.
             await self._update(row.id, status="outcome_unknown")
             raise ProblemError(
                 "outcome_unknown",

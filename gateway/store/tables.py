@@ -72,6 +72,9 @@ idempotency_records = Table(
     metadata,
     Column("client_id", String(40), ForeignKey("clients.id"), primary_key=True),
     Column("key", String(255), primary_key=True),
+    # Identifies this use of the key: work done under it (an enrolment…) links to the
+    # token, so a key reused after its record expired starts afresh.
+    Column("token", String(40), nullable=False, unique=True),
     Column("fingerprint", String(64), nullable=False),
     Column("method", String(10), nullable=False),
     Column("path", String(500), nullable=False),
@@ -90,7 +93,7 @@ enrolments = Table(
     Column("id", String(40), primary_key=True),
     Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
     Column("environment", String(10), nullable=False),
-    Column("idempotency_key", String(255), nullable=True),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
     Column("region", String(6), nullable=False),
     Column("upstream", String(100), nullable=False),
     Column("person_bidx", String(64), nullable=False, index=True),
@@ -107,7 +110,6 @@ enrolments = Table(
     Column("error", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Index("uq_enrolments_client_idempotency", "client_id", "idempotency_key", unique=True),
 )
 
 audit_events = Table(

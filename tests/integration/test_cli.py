@@ -26,7 +26,7 @@ WANG_FANG = {"id_number": "440104199003120213", "name": "Wang Fang"}
 def run(*args: str, data_dir: Path) -> dict | list | str:
     result = CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_clients_create_list_revoke(tmp_path):
@@ -58,7 +58,7 @@ def test_revoke_unknown_client_fails(tmp_path):
 def test_keys_rotate_reencrypts_everything(tmp_path):
     created = json.loads(run("clients", "create", "--name", "a", "--scopes", "admin", "--json", data_dir=tmp_path))
     before = json.loads((tmp_path / "keyring.json").read_text())
-    out = run("keys", "rotate", data_dir=tmp_path)
+    out = run("keys", "rotate", "--settle-seconds", "0", data_dir=tmp_path)
     after = json.loads((tmp_path / "keyring.json").read_text())
     assert after["active"] != before["active"] and before["active"] in after["data_keys"]
     assert "re-encrypted      1 values in clients.jwe_key_enc" in out
@@ -66,6 +66,32 @@ def test_keys_rotate_reencrypts_everything(tmp_path):
     listed = json.loads(run("clients", "list", "--json", data_dir=tmp_path))
     assert listed[0]["kid"] == created["kid"]
     assert oct(os.stat(tmp_path / "keyring.json").st_mode & 0o777) == "0o600"
+
+
+def test_bad_upstream_policy_is_one_clear_line_at_start(tmp_path):
+    from gateway.encryption import Keyring
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"""
+[gateway]
+data_dir = "{tmp_path}"
+[database]
+url = "sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+[[upstreams]]
+name = "gz"
+adapter = "json-hmac"
+base_url = "http://127.0.0.1:9"
+regions = ["440100"]
+credentials = {{ app_id = "a", app_secret = "s" }}
+options = {{ policy = {{ retry = {{ max_atempts = 2 }} }} }}
+"""
+    )
+    Keyring.generate().save(tmp_path / "keyring.json")
+    exe = Path(sys.executable).with_name("hr-gateway")
+    result = subprocess.run([str(exe), "serve", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "max_atempts" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_db_upgrade(tmp_path):
@@ -146,12 +172,19 @@ app_id = "live-app"
 app_secret = "wrong, replaced from the environment"
 """
     )
-    env = {**os.environ, "HGW_UPSTREAM_GZ_APP_SECRET": "live-secret"}
-    live = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "hr",
-                                                "--scopes", "social_security:read", "--json"]).output)
-    sandbox = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "t",
-                                                   "--scopes", "social_security:read", "--sandbox", "--json"]).output)
+    env = {**os.environ, "HGW_UPSTREAM_GZ__APP_SECRET": "live-secret"}
+    no_keyring = CliRunner().invoke(main, ["clients", "list", "--config", str(config)])
+    assert no_keyring.exit_code == 1 and "keys init" in no_keyring.output
     exe = Path(sys.executable).with_name("hr-gateway")
+    refused = subprocess.run([str(exe), "serve", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "no keyring" in refused.stderr and "Traceback" not in refused.stderr
+    assert CliRunner().invoke(main, ["keys", "init", "--config", str(config)]).exit_code == 0
+    again = CliRunner().invoke(main, ["keys", "init", "--config", str(config)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    live = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "hr",
+                                                "--scopes", "social_security:read", "--json"]).stdout)
+    sandbox = json.loads(CliRunner().invoke(main, ["clients", "create", "--config", str(config), "--name", "t",
+                                                   "--scopes", "social_security:read", "--sandbox", "--json"]).stdout)
     proc = subprocess.Popen([str(exe), "serve", "--config", str(config)], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -7,12 +7,14 @@ def test_example_config_loads_and_env_overrides_secrets(monkeypatch, tmp_path):
     from pathlib import Path
 
     example = Path(__file__).parents[3] / "hr-gateway.example.toml"
-    monkeypatch.setenv("HGW_UPSTREAM_GZ_BUREAU_APP_SECRET", "from-env")
+    monkeypatch.setenv("HGW_UPSTREAM_GZ_BUREAU__APP_SECRET", "from-env")
+    monkeypatch.setenv("HGW_UPSTREAM_GZ__APP_SECRET", "for another upstream named gz")
     monkeypatch.setenv("HGW_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/x.db")
     settings = load_settings(example)
     gz = next(u for u in settings.upstreams if u.name == "gz-bureau")
     assert gz.adapter == "json-hmac" and gz.regions == ("440100",)
     assert gz.credentials["app_secret"] == "from-env"
+    assert set(gz.credentials) == {"app_id", "app_secret"}
     assert settings.database_url.endswith("/x.db")
 
 

@@ -1,9 +1,20 @@
 import logging
 
+import pytest
+
 from gateway.logging import MaskIdNumbers, configure_logging
 
 
-def test_id_numbers_are_masked_in_any_log_record(capsys):
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_id_numbers_are_masked_in_any_log_record(capsys, restore_logging):
     configure_logging("INFO")
     logging.getLogger("anything").info("looked up %s and 33010219870715042X", "440104199003120213")
     err = capsys.readouterr().err

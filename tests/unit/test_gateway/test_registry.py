@@ -28,6 +28,8 @@ def test_routing_by_region():
         ([_upstream("a", "440100"), _upstream("a", "440300")], "two upstreams"),
         ([UpstreamSettings("a", "json-hmac", "http://x", ("440100",), {})], "missing credentials"),
         ([_upstream("a", "440100", policy={"retry": {"max_atempts": 2}})], "max_atempts"),
+        ([UpstreamSettings("a", "json-hmac", "http://x", ("440100", "440300"), {"app_id": "a", "app_secret": "s"})],
+         "exactly one region"),
     ],
 )
 def test_configuration_mistakes_are_caught_at_start(upstreams, message):

@@ -56,7 +56,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('client_id', sa.String(length=40), nullable=False),
     sa.Column('environment', sa.String(length=10), nullable=False),
-    sa.Column('idempotency_key', sa.String(length=255), nullable=True),
+    sa.Column('idempotency_token', sa.String(length=40), nullable=True),
     sa.Column('region', sa.String(length=6), nullable=False),
     sa.Column('upstream', sa.String(length=100), nullable=False),
     sa.Column('person_bidx', sa.String(length=64), nullable=False),
@@ -75,16 +75,17 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], name=op.f('fk_enrolments_client_id_clients')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_enrolments')),
+    sa.UniqueConstraint('idempotency_token', name=op.f('uq_enrolments_idempotency_token')),
     sa.UniqueConstraint('reference', name=op.f('uq_enrolments_reference'))
     )
     with op.batch_alter_table('enrolments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_enrolments_client_id'), ['client_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_enrolments_person_bidx'), ['person_bidx'], unique=False)
-        batch_op.create_index('uq_enrolments_client_idempotency', ['client_id', 'idempotency_key'], unique=True)
 
     op.create_table('idempotency_records',
     sa.Column('client_id', sa.String(length=40), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('token', sa.String(length=40), nullable=False),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('method', sa.String(length=10), nullable=False),
     sa.Column('path', sa.String(length=500), nullable=False),
@@ -96,7 +97,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['client_id'], ['clients.id'], name=op.f('fk_idempotency_records_client_id_clients')),
-    sa.PrimaryKeyConstraint('client_id', 'key', name=op.f('pk_idempotency_records'))
+    sa.PrimaryKeyConstraint('client_id', 'key', name=op.f('pk_idempotency_records')),
+    sa.UniqueConstraint('token', name=op.f('uq_idempotency_records_token'))
     )
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotency_records_expires_at'), ['expires_at'], unique=False)
@@ -109,7 +111,6 @@ def downgrade() -> None:
 
     op.drop_table('idempotency_records')
     with op.batch_alter_table('enrolments', schema=None) as batch_op:
-        batch_op.drop_index('uq_enrolments_client_idempotency')
         batch_op.drop_index(batch_op.f('ix_enrolments_person_bidx'))
         batch_op.drop_index(batch_op.f('ix_enrolments_client_id'))
 

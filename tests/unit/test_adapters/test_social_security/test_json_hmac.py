@@ -688,10 +688,11 @@ async def test_submit_429_is_retried_without_lookup(bureau: respx.MockRouter, ma
     assert sleeps.waits[0] >= 2.0
 
 
-async def test_submit_that_stays_ambiguous_gives_up_after_max_rounds(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+async def test_submit_lost_every_round_but_never_landed_is_a_plain_failure(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
     submit = bureau.post(SUBMIT).mock(side_effect=httpx.ReadTimeout("lost"))
     lookup = bureau.post(ENROLMENT_QUERY).mock(return_value=refusal("2404", "无此登记"))
-    with pytest.raises(AmbiguousOutcome):
+    # the bureau confirmed each time that nothing landed: not ambiguous, just failed
+    with pytest.raises(UpstreamServerError, match="did not land"):
         await adapter.submit_enrolment(submission(), context=CallContext())
     assert submit.call_count == JsonHmacBureauAdapter.max_submit_rounds
     assert lookup.call_count == JsonHmacBureauAdapter.max_submit_rounds
