@@ -206,3 +206,29 @@ app_secret = "wrong, replaced from the environment"
         proc.terminate()
         proc.wait(30)
         bureau.stop()
+
+
+def test_mocks_serve_runs_one_bureau_with_faults_from_the_command_line(tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).with_name("hr-gateway")
+    proc = subprocess.Popen(
+        [str(exe), "mocks", "serve", "--dialect", "json-hmac", "--region", "440100", "--port", str(port),
+         "--fault", "*:error:status=503,times=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(100):
+                try:
+                    first = http.get("/api/v1/ping")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert first.status_code == 503 and first.json()["code"] == "5000"
+            second = http.get("/api/v1/ping")
+            assert second.status_code == 200 and second.json()["data"] == {"region": "440100"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = CliRunner().invoke(main, ["mocks", "serve", "--dialect", "smoke-signals", "--region", "440100"])
+    assert bad.exit_code == 2 and "known dialects" in bad.output
