@@ -7,15 +7,14 @@ from typing import Annotated
 from litestar import Controller, Request, get, post
 from litestar.params import HeaderParameter
 
-from adapters import CallContext, Capability, Person
+from adapters import Capability, Person
 
-from ..auth import Client
 from ..encryption import mask_id_number
 from ..idempotency import IDEMPOTENCY_TOKEN
-from ..registry import UpstreamSet
 from ..runtime import Gateway
 from ..services import EnrolmentService, search_participation
 from ..validation import check_id_number, check_region
+from .dependencies import ApiCall
 from .schemas import (
     Anomaly,
     EnrolmentIn,
@@ -54,16 +53,17 @@ class SocialSecurityController(Controller):
         summary="Search a person's participation in every region",
     )
     async def search(
-        self, data: ParticipationSearchIn, gateway: Gateway, upstreams: UpstreamSet, context: CallContext
+        self, data: ParticipationSearchIn, call: ApiCall
     ) -> ParticipationSearchOut:
         """Fans out to every region with a bureau (or those listed) at once. A region that fails or is too slow
         is reported in `regions` with its outcome; it never fails the search."""
         id_number = check_id_number(data.id_number, "id_number")
+        upstreams = call.upstreams
         known = upstreams.regions(Capability.PARTICIPATION_SEARCH)
         regions = [check_region(r, known, f"regions[{i}]") for i, r in enumerate(data.regions)] if data.regions else known
         result = await search_participation(
-            upstreams, Person(id_number, data.name.strip()), sorted(set(regions)), context,
-            deadline=gateway.settings.search_deadline,
+            upstreams, Person(id_number, data.name.strip()), sorted(set(regions)), call.context,
+            deadline=call.gateway.settings.search_deadline,
         )
         multiple = result.multiple_active()
         return ParticipationSearchOut(
@@ -92,18 +92,19 @@ class SocialSecurityController(Controller):
         self,
         data: EnrolmentIn,
         idempotency_key: IDEMPOTENCY_HEADER,
-        gateway: Gateway,
-        client: Client,
-        upstreams: UpstreamSet,
-        context: CallContext,
+        call: ApiCall,
         request: Request,
     ) -> EnrolmentOut:
         """Refused with 409 `transfer_required` when the person is actively insured in another region for a
         requested insurance type; otherwise submitted to the region's bureau exactly once."""
-        service = EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)
-        return await service.enrol(client, data, upstreams, context, request.scope.get(IDEMPOTENCY_TOKEN))
+        return await _enrolments(call.gateway).enrol(
+            call.client, data, call.upstreams, call.context, request.scope.get(IDEMPOTENCY_TOKEN)
+        )
 
     @get("/enrolments/{enrolment_id:str}", opt={"scope": "social_security:read"}, summary="An enrolment")
-    async def get_enrolment(self, enrolment_id: str, gateway: Gateway, client: Client) -> EnrolmentOut:
-        service = EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)
-        return await service.get(client, enrolment_id)
+    async def get_enrolment(self, enrolment_id: str, call: ApiCall) -> EnrolmentOut:
+        return await _enrolments(call.gateway).get(call.client, enrolment_id)
+
+
+def _enrolments(gateway: Gateway) -> EnrolmentService:
+    return EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)

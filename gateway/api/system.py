@@ -9,11 +9,11 @@ from litestar import Controller, Response, get
 from litestar.params import FromQuery, QueryParameter
 from sqlalchemy import text
 
-from ..auth import Client
 from ..encryption import public_jwks
 from ..errors import ProblemError
 from ..runtime import Gateway
 from ..store import current_revision, head_revision
+from .dependencies import ApiCall
 from .schemas import AdapterHealthOut, AdapterOut, AuditEventOut
 
 __all__ = ["AdaptersController", "AuditController", "HealthController"]
@@ -50,8 +50,9 @@ class AdaptersController(Controller):
     tags = ["operations"]
 
     @get(summary="Configured adapter instances with live health")
-    async def list_adapters(self, gateway: Gateway, client: Client) -> list[AdapterOut]:
+    async def list_adapters(self, call: ApiCall) -> list[AdapterOut]:
         """A key sees its own environment's upstreams; an `admin` key sees every environment."""
+        gateway, client = call.gateway, call.client
         sets = gateway.upstreams.all() if "admin" in client.scopes else [gateway.upstreams.get(client.environment)]
         out: list[AdapterOut] = []
         for upstream_set in sets:
