@@ -14,7 +14,6 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import (
@@ -115,12 +114,13 @@ class EnrolmentService:
         that carries it resumes the enrolment started under it."""
         person, employer, bureau = self.validate(body, upstreams)
         row = await self._find_by_token(client, idempotency_token) if idempotency_token else None
+        resumed = row is not None
         if row is None:
             await self._refuse_if_active_elsewhere(person, body, upstreams, context)
             row = await self._create(client, body, person, employer, bureau, idempotency_token)
         elif row.status in ("accepted", "rejected"):
             return self._out(row)
-        return await self._submit(row, person, employer, body, bureau, context.with_gateway_id(row.id))
+        return await self._submit(row, person, employer, body, bureau, context.with_gateway_id(row.id), resumed=resumed)
 
     async def _refuse_if_active_elsewhere(
         self, person: Person, body: EnrolmentIn, upstreams: UpstreamSet, context: CallContext
@@ -201,7 +201,15 @@ class EnrolmentService:
             return (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
 
     async def _submit(
-        self, row: Any, person: Person, employer: Employer, body: EnrolmentIn, bureau: BureauAdapter, context: CallContext
+        self,
+        row: Any,
+        person: Person,
+        employer: Employer,
+        body: EnrolmentIn,
+        bureau: BureauAdapter,
+        context: CallContext,
+        *,
+        resumed: bool,
     ) -> EnrolmentOut:
         submission = EnrolmentSubmission(
             reference=row.reference,
@@ -214,7 +222,9 @@ class EnrolmentService:
         )
         try:
             receipt: EnrolmentReceipt | None = None
-            if row.status == "outcome_unknown" and Capability.ENROLMENT_LOOKUP in bureau.capabilities:
+            # Resuming (a retry, or after a crash mid-call): the earlier attempt may have
+            # landed, so ask the bureau before sending anything again.
+            if resumed and Capability.ENROLMENT_LOOKUP in bureau.capabilities:
                 receipt = await bureau.find_enrolment(row.reference, context=context)
             if receipt is None:
                 receipt = await bureau.submit_enrolment(submission, context=context)

@@ -177,6 +177,7 @@ async def test_unavailable_bureau_then_retry_resumes_the_same_enrolment(api):
     assert again.json()["id"] == first_id
     assert "idempotent-replayed" not in again.headers
     assert len(api.bureaus["440100"].enrolments()) == 1
+    assert api.bureaus["440100"].count(LOOKUP) == 1  # resumed work asks the bureau before resending
 
 
 @pytest.mark.upstream_options(policy={"circuit": {"failure_threshold": 50}})
