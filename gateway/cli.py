@@ -80,8 +80,8 @@ def serve(sandbox: bool, config: str | None, data_dir: str, host: str | None, po
     from .app import create_app
     from .logging import configure_logging
 
-    if not sandbox and not config:
-        raise click.UsageError("say --sandbox, or --config FILE for live mode")
+    if sandbox == bool(config):
+        raise click.UsageError("say --sandbox, or --config FILE for live mode (not both)")
     settings = sandbox_settings(data_dir) if sandbox else _settings(config, data_dir)
     host = host or settings.host
     port = port or settings.port

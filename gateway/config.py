@@ -18,9 +18,6 @@ from typing import Any, Literal
 
 __all__ = ["ConfigError", "Settings", "UpstreamSettings", "load_settings", "sandbox_settings"]
 
-SANDBOX_REGIONS = {"440100": "json-hmac", "440300": "json-hmac"}
-
-
 class ConfigError(ValueError):
     """The configuration file is wrong; the message says where."""
 
@@ -121,7 +118,8 @@ def sandbox_settings(data_dir: str | Path = ".hr-gateway", **overrides: Any) -> 
     """Embedded SQLite under ``data_dir``, mock bureaus started by the gateway."""
     data_dir = Path(data_dir)
     values: dict[str, Any] = dict(
-        database_url=os.environ.get("HGW_DATABASE_URL") or f"sqlite+aiosqlite:///{(data_dir / 'gateway.db').as_posix()}",
+        # Never HGW_DATABASE_URL: that names a live database, which sandbox data must not enter.
+        database_url=f"sqlite+aiosqlite:///{(data_dir / 'gateway.db').as_posix()}",
         data_dir=data_dir,
         keyring_file=data_dir / "keyring.json",
         sandbox=True,

@@ -1,7 +1,8 @@
 """Logging that cannot leak resident ID numbers.
 
-A filter on the root handlers masks anything shaped like an 18-character ID number
-in every record, whatever logger produced it.
+The formatter masks anything shaped like an 18-character ID number in the final
+text of every record (message, arguments and traceback alike), whatever logger
+produced it.
 """
 
 from __future__ import annotations
@@ -10,22 +11,17 @@ import logging
 
 from .encryption import mask_id_numbers_in
 
-__all__ = ["MaskIdNumbers", "configure_logging"]
+__all__ = ["MaskingFormatter", "configure_logging"]
 
 
-class MaskIdNumbers(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = mask_id_numbers_in(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+class MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_id_numbers_in(super().format(record))
 
 
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(MaskIdNumbers())
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

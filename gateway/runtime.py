@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from joserfc.jwk import RSAKey
@@ -50,6 +50,14 @@ class Gateway:
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     async def start(self) -> None:
+        """Build everything; if any step fails, undo the steps that succeeded."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(clean=False)
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         # Sandbox data is disposable; a live keyring must be created on purpose and
         # shared by every replica, never invented by one of them.
@@ -82,17 +90,30 @@ class Gateway:
             self.upstreams.sandbox = build_upstream_set("sandbox", sandbox, observer_for)
         self._tasks.append(asyncio.create_task(self._purge_idempotency(), name="idempotency-purge"))
 
-    async def stop(self) -> None:
+    async def stop(self, *, clean: bool = True) -> None:
+        """Stop what was started, each step even if an earlier one failed."""
         # Background loops end at their next wait; none is cancelled mid-write.
         self._stopping.set()
-        await asyncio.gather(*self._tasks)
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("background tasks", lambda: asyncio.gather(*self._tasks)),
+            ("audit log", lambda: self.audit.stop()),
+            ("upstream clients", lambda: self.upstreams.aclose()),
+            ("mock upstreams", lambda: asyncio.to_thread(self.mocks.stop) if self.mocks else asyncio.sleep(0)),
+            ("database", lambda: self.engine.dispose()),
+        ]
+        failed = []
+        for name, step in steps:
+            needed = {"audit log": "audit", "upstream clients": "upstreams", "database": "engine"}.get(name)
+            if needed is not None and not hasattr(self, needed):
+                continue  # never started
+            try:
+                await step()
+            except Exception:
+                failed.append(name)
+                log.exception("stopping the %s failed", name)
         self._tasks.clear()
-        await self.audit.stop()
-        await self.upstreams.aclose()
-        if self.mocks is not None:
-            self.mocks.stop()
-        await self.engine.dispose()
-        log.info("hr-gateway stopped cleanly (audit flushed, connections closed)")
+        if clean and not failed:
+            log.info("hr-gateway stopped cleanly (audit flushed, connections closed)")
 
     async def _purge_idempotency(self) -> None:
         while not self._stopping.is_set():

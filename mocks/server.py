@@ -87,6 +87,8 @@ class RequestRecord:
     """The HTTP status answered, or None when no response was written."""
     biz_no: str | None
     at: float
+    request_id: str | None = None
+    """The caller's X-Request-ID, if it sent one."""
 
 
 class RequestLog:
@@ -385,6 +387,7 @@ class MockServer(ABC):
                 http_status=None if status is None else int(status),
                 biz_no=keys.biz_no,
                 at=time.time(),
+                request_id=request.headers.get("X-Request-ID"),
             )
         )
 

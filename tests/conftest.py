@@ -141,6 +141,33 @@ class Api:
 
 
 @pytest.fixture
+def served(database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """The app under a real uvicorn server on loopback, in a thread of its own, so
+    requests really run at the same time (the in-process test client serialises
+    them). Yields (base url, admin sandbox key)."""
+    import threading
+
+    import uvicorn
+
+    settings = sandbox_settings(tmp_path / "data", database_url=database_url, api_key_cache_seconds=0)
+    issued = asyncio.run(create_client(settings, "admin"))
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="gateway-under-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the gateway did not start"
+    try:
+        yield f"http://127.0.0.1:{port}", issued["api_key"]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
 async def api(
     request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any
 ) -> AsyncIterator[Api]:

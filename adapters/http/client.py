@@ -176,7 +176,7 @@ class UpstreamClient:
                 healthy = False
                 self._failed(exc)
             raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # any parser failure means the answer was unusable
             raise UpstreamProtocolError(
                 f"unreadable answer from {self.name!r}: {exc}",
                 upstream=self.name,

@@ -168,8 +168,6 @@ class JsonHmacBureauAdapter(HttpAdapter):
             raise UpstreamAuthenticationError(f"bureau refused our signature ({code})", **details)
         if code == "2404":
             raise UpstreamNotFound("bureau has no such enrolment", **details)
-        if code == "1100":
-            raise UpstreamProtocolError("bureau says our request was malformed", **details)
         raise BusinessRejection(
             f"bureau refused the request ({code})", field=_REJECTION_FIELDS.get(code), **details
         )

@@ -79,6 +79,10 @@ def _http_handler(request: Request, exc: HTTPException) -> Response[bytes]:
     return _problem(request, ProblemError("internal_error"))
 
 
+def _recursion_handler(request: Request, exc: RecursionError) -> Response[bytes]:
+    return _problem(request, ProblemError("malformed_json", "the body is nested too deeply"))
+
+
 def _internal_handler(request: Request, exc: Exception) -> Response[bytes]:
     log.error("unhandled %s while handling %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
     return _problem(request, ProblemError("internal_error", "the gateway failed; the request id identifies it in the logs"))
@@ -88,5 +92,6 @@ exception_handlers = {
     ProblemError: _problem_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_handler,
+    RecursionError: _recursion_handler,
     Exception: _internal_handler,
 }

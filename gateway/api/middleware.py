@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from ..encryption import mask_id_numbers_in
 from ..errors import ProblemError
 from .asgi import BODY, REQUEST_ID, body_receiver, gateway_of, header, send_problem
 
@@ -31,7 +32,10 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         incoming = header(scope, "x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else "req_" + secrets.token_hex(12)
+        acceptable = incoming and _REQUEST_ID.fullmatch(incoming) and mask_id_numbers_in(incoming) == incoming
+        # An id that looks like a resident ID number is replaced: it would be logged,
+        # audited and sent upstream.
+        request_id = incoming if acceptable else "req_" + secrets.token_hex(12)
         scope[REQUEST_ID] = request_id  # type: ignore[literal-required]
         status = 0
 

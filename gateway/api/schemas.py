@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 IdNumber = Annotated[str, msgspec.Meta(min_length=18, max_length=18, description="18-character resident ID number (PII)")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="Full name (PII)")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S", description="Full name (PII)")]
 RegionCode = Annotated[str, msgspec.Meta(pattern=r"^\d{6}$", description="6-digit administrative division code")]
 
 
@@ -40,7 +40,7 @@ class PersonIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class EmployerIn(msgspec.Struct, forbid_unknown_fields=True):
     uscc: Annotated[str, msgspec.Meta(min_length=18, max_length=18, description="Unified Social Credit Code")]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 
 
 class ParticipationSearchIn(msgspec.Struct, forbid_unknown_fields=True):

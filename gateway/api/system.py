@@ -9,6 +9,8 @@ from litestar import Controller, Response, get
 from litestar.params import FromQuery, QueryParameter
 from sqlalchemy import text
 
+from adapters import Adapter
+
 from ..encryption import public_jwks
 from ..errors import ProblemError
 from ..runtime import Gateway
@@ -51,35 +53,28 @@ class AdaptersController(Controller):
 
     @get(summary="Configured adapter instances with live health")
     async def list_adapters(self, call: ApiCall) -> list[AdapterOut]:
-        """A key sees its own environment's upstreams; an `admin` key sees every environment."""
-        gateway, client = call.gateway, call.client
-        sets = gateway.upstreams.all() if "admin" in client.scopes else [gateway.upstreams.get(client.environment)]
-        out: list[AdapterOut] = []
-        for upstream_set in sets:
-            if upstream_set is None:
-                continue
-            for adapter in upstream_set.adapters.values():
-                health = adapter.health()
-                out.append(
-                    AdapterOut(
-                        name=adapter.name,
-                        kind=adapter.kind,
-                        dialect=adapter.dialect,
-                        environment=upstream_set.environment,
-                        regions=list(adapter.config.regions),
-                        capabilities=sorted(str(c) for c in adapter.capabilities),
-                        version=adapter.version,
-                        health=AdapterHealthOut(
-                            circuit=health.circuit,
-                            consecutive_failures=health.consecutive_failures,
-                            last_error=health.last_error,
-                            last_error_at=dt.datetime.fromtimestamp(health.last_error_at, dt.timezone.utc)
-                            if health.last_error_at
-                            else None,
-                        ),
-                    )
-                )
-        return out
+        """The upstreams of the key's own environment (sandbox keys never see live ones)."""
+        upstream_set = call.upstreams
+        return [_adapter_out(adapter, upstream_set.environment) for adapter in upstream_set.adapters.values()]
+
+
+def _adapter_out(adapter: Adapter, environment: str) -> AdapterOut:
+    health = adapter.health()
+    return AdapterOut(
+        name=adapter.name,
+        kind=adapter.kind,
+        dialect=adapter.dialect,
+        environment=environment,  # type: ignore[arg-type]
+        regions=list(adapter.config.regions),
+        capabilities=sorted(str(c) for c in adapter.capabilities),
+        version=adapter.version,
+        health=AdapterHealthOut(
+            circuit=health.circuit,
+            consecutive_failures=health.consecutive_failures,
+            last_error=health.last_error,
+            last_error_at=dt.datetime.fromtimestamp(health.last_error_at, dt.timezone.utc) if health.last_error_at else None,
+        ),
+    )
 
 
 class AuditController(Controller):
@@ -87,10 +82,10 @@ class AuditController(Controller):
     tags = ["operations"]
     opt = {"scope": "admin"}
 
-    @get(summary="Upstream calls, newest first (admin)")
+    @get(summary="Upstream calls of the key's environment, newest first (admin)")
     async def list_events(
         self,
-        gateway: Gateway,
+        call: ApiCall,
         client_id: FromQuery[str | None] = None,
         gateway_id: FromQuery[str | None] = None,
         operation: FromQuery[str | None] = None,
@@ -101,7 +96,8 @@ class AuditController(Controller):
     ) -> list[AuditEventOut]:
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=dt.timezone.utc)
-        rows = await gateway.audit.query(
+        rows = await call.gateway.audit.query(
+            environment=call.client.environment,
             client_id=client_id, gateway_id=gateway_id, operation=operation, upstream=upstream,
             since=since, before_id=before_id, limit=limit,
         )

@@ -27,10 +27,15 @@ log = logging.getLogger("hr_gateway.audit")
 
 
 class AuditLog:
-    def __init__(self, engine: AsyncEngine, *, flush_seconds: float = 0.2, batch_size: int = 500) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, flush_seconds: float = 0.2, batch_size: int = 500, max_pending: int = 100_000
+    ) -> None:
         self.engine = engine
         self.flush_seconds = flush_seconds
         self.batch_size = batch_size
+        self.max_pending = max_pending
+        #: Events dropped because the database stayed away while ``max_pending`` piled up.
+        self.dropped = 0
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -38,6 +43,12 @@ class AuditLog:
 
     def observer(self, environment: str, upstream: str, regions: tuple[str, ...] = ()) -> CallObserver:
         def observe(call: UpstreamCall) -> None:
+            if len(self._pending) >= self.max_pending:
+                # Bounded memory while the database is away; the loss is counted and logged.
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.error("audit buffer full: %d upstream-call events dropped so far", self.dropped)
+                return
             self._pending.append(
                 {
                     "at": dt.datetime.now(dt.timezone.utc),
@@ -93,6 +104,7 @@ class AuditLog:
     async def query(
         self,
         *,
+        environment: str,
         client_id: str | None = None,
         gateway_id: str | None = None,
         operation: str | None = None,
@@ -102,7 +114,12 @@ class AuditLog:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         await self.flush()
-        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        query = (
+            sa.select(audit_events)
+            .where(audit_events.c.environment == environment)
+            .order_by(audit_events.c.id.desc())
+            .limit(limit)
+        )
         for column, value in (
             (audit_events.c.client_id, client_id),
             (audit_events.c.gateway_id, gateway_id),

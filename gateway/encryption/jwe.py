@@ -22,6 +22,7 @@ JOSE_CONTENT_TYPE = "application/jose"
 ENC = "A256GCM"
 ASYMMETRIC_ALG = "RSA-OAEP-256"
 _ALLOWED_HEADER = frozenset({"alg", "enc", "kid", "cty", "typ"})
+_MAX_HEADER_CHARS = 4096
 
 
 class JweError(ValueError):
@@ -32,9 +33,11 @@ def _protected_header(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 5:
         raise JweError("not a JWE compact serialization (expected five dot-separated parts)")
+    if len(parts[0]) > _MAX_HEADER_CHARS:
+        raise JweError("the protected header is too large")
     try:
         header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise JweError("the protected header is not base64url JSON") from exc
     if not isinstance(header, dict):
         raise JweError("the protected header is not a JSON object")

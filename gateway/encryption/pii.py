@@ -79,9 +79,6 @@ class FieldCipher:
     def decrypt(self, token: str, column: str) -> str:
         return self.decrypt_bytes(token, column).decode()
 
-    def key_id(self, token: str) -> str:
-        return token.partition(".")[0]
-
     def blind_index(self, id_number: str) -> str:
         return hmac.new(
             self.keyring.blind_index_key, normalize_id_number(id_number).encode(), hashlib.sha256

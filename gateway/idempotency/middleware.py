@@ -14,12 +14,14 @@ Rules (IETF httpapi Idempotency-Key draft, Stripe practice):
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from typing import TYPE_CHECKING
 
 from ..api.asgi import BODY, CLIENT, REFUSED, gateway_of, header, route_opt, send_problem, send_response
 from ..errors import ProblemError
-from .store import StoredResponse, fingerprint
+from .store import IdempotencyStore, StoredResponse, fingerprint
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +31,7 @@ __all__ = ["IDEMPOTENCY_TOKEN", "IdempotencyMiddleware", "parse_idempotency_key"
 IDEMPOTENCY_TOKEN = "hgw.idempotency_token"
 _KEY = re.compile(r'[\x21\x23-\x5b\x5d-\x7e]{1,255}')  # visible ASCII without '"' and '\'
 _REPLAYED_HEADERS = frozenset({"content-type", "location"})
+log = logging.getLogger("hr_gateway.idempotency")
 
 
 def parse_idempotency_key(raw: str) -> str:
@@ -82,6 +85,8 @@ class IdempotencyMiddleware:
             await send_response(send, stored.status, stored.body, content_type, extra)
             return
 
+        holder = claim.holder
+        assert claim.token is not None and holder is not None
         scope[IDEMPOTENCY_TOKEN] = claim.token  # type: ignore[literal-required]
         status = 500
         headers: list[tuple[str, str]] = []
@@ -100,16 +105,40 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
             await send(message)
 
+        # Keep the lease alive while the work runs, however long the upstream takes:
+        # the lease only exists to let a retry take over after a crash.
+        # It is stopped, never cancelled: a write cancelled half-way can hold SQLite's lock.
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._renew_lease(store, client.id, key, holder, done))
         try:
             await self.app(scope, receive, capture)
         except BaseException:
-            await store.release(client.id, key)
+            done.set()
+            await heartbeat
+            await store.release(client.id, key, holder)
             raise
+        done.set()
+        await heartbeat
         if scope.get(REFUSED) and status < 500:
-            await store.discard(client.id, key)
+            await store.discard(client.id, key, holder)
         elif status >= 500:
-            await store.release(client.id, key)
+            await store.release(client.id, key, holder)
         else:
-            await store.complete(client.id, key, StoredResponse(status, headers, b"".join(chunks)))
+            await store.complete(client.id, key, holder, StoredResponse(status, headers, b"".join(chunks)))
+
+    @staticmethod
+    async def _renew_lease(store: IdempotencyStore, client_id: str, key: str, holder: str, done: asyncio.Event) -> None:
+        interval = max(0.5, store.lease.total_seconds() / 3)
+        while True:
+            try:
+                await asyncio.wait_for(done.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                if not await store.renew(client_id, key, holder):
+                    return
+            except Exception:  # the database is briefly away: try again next beat
+                log.warning("could not renew an idempotency lease; retrying")
 
 

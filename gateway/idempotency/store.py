@@ -35,7 +35,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     """Same request -> same fingerprint, however its JSON was spaced or ordered."""
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted") if body else b""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not JSON we can canonicalise: the bytes decide
         canonical = body
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path.encode(), canonical):
@@ -56,9 +56,11 @@ class Claim:
     outcome: Literal["acquired", "replay", "in_flight", "mismatch"]
     response: StoredResponse | None = None
     retry_after: int = 1
-    resumed: bool = False
-    #: For an acquired claim: what the work done under this use of the key links to.
+    #: For an acquired claim: what the work done under this use of the key links to
+    #: (the same after a takeover, so the work is resumed, not redone) ...
     token: str | None = None
+    #: ... and this holder's proof of ownership of the lease (new at every takeover).
+    holder: str | None = None
 
 
 def _now() -> dt.datetime:
@@ -83,16 +85,31 @@ class IdempotencyStore:
     def _key(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
         return sa.and_(records.c.client_id == client_id, records.c.key == key)
 
+    def _held(self, client_id: str, key: str, holder: str) -> sa.ColumnElement[bool]:
+        """Only the current holder may finish, renew or release a claim: a holder whose
+        lease was taken over must not overwrite the new holder's state."""
+        return sa.and_(self._key(client_id, key), records.c.holder == holder, records.c.state == "in_flight")
+
+    async def renew(self, client_id: str, key: str, holder: str) -> bool:
+        """Extend the lease while the work is still running; False if it was taken over."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                records.update().where(self._held(client_id, key, holder)).values(locked_until=_now() + self.lease)
+            )
+        return result.rowcount == 1
+
     async def claim(self, client_id: str, key: str, fp: str, method: str, path: str) -> Claim:
         for _ in range(3):
             now = _now()
             token = secrets.token_hex(16)
+            holder = secrets.token_hex(16)
             async with self.engine.begin() as conn:
                 inserted = (
                     await conn.execute(
                         self._insert(records)
                         .values(
-                            client_id=client_id, key=key, token=token, fingerprint=fp, method=method, path=path,
+                            client_id=client_id, key=key, token=token, holder=holder, fingerprint=fp,
+                            method=method, path=path,
                             state="in_flight", locked_until=now + self.lease,
                             created_at=now, expires_at=now + self.retention,
                         )
@@ -101,7 +118,7 @@ class IdempotencyStore:
                     )
                 ).first()
             if inserted is not None:
-                return Claim("acquired", token=token)
+                return Claim("acquired", token=token, holder=holder)
             async with self.engine.begin() as conn:
                 row = (await conn.execute(records.select().where(self._key(client_id, key)))).first()
                 if row is None:
@@ -124,20 +141,20 @@ class IdempotencyStore:
                     await conn.execute(
                         records.update()
                         .where(self._key(client_id, key), records.c.state == "in_flight", records.c.locked_until <= now)
-                        .values(locked_until=now + self.lease)
+                        .values(locked_until=now + self.lease, holder=holder)
                         .returning(records.c.token)
                     )
                 ).first()
                 if taken is not None:
-                    return Claim("acquired", resumed=True, token=taken.token)
+                    return Claim("acquired", token=taken.token, holder=holder)
                 return Claim("in_flight", retry_after=1)
         return Claim("in_flight", retry_after=1)
 
-    async def complete(self, client_id: str, key: str, response: StoredResponse) -> None:
+    async def complete(self, client_id: str, key: str, holder: str, response: StoredResponse) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 records.update()
-                .where(self._key(client_id, key))
+                .where(self._held(client_id, key, holder))
                 .values(
                     state="completed",
                     locked_until=None,
@@ -147,19 +164,15 @@ class IdempotencyStore:
                 )
             )
 
-    async def release(self, client_id: str, key: str) -> None:
+    async def release(self, client_id: str, key: str, holder: str) -> None:
         """The work may be resumed by the next request with this key."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                records.update()
-                .where(self._key(client_id, key), records.c.state == "in_flight")
-                .values(locked_until=_now())
-            )
+            await conn.execute(records.update().where(self._held(client_id, key, holder)).values(locked_until=_now()))
 
-    async def discard(self, client_id: str, key: str) -> None:
+    async def discard(self, client_id: str, key: str, holder: str) -> None:
         """The request was refused before any work: forget the key entirely."""
         async with self.engine.begin() as conn:
-            await conn.execute(records.delete().where(self._key(client_id, key), records.c.state == "in_flight"))
+            await conn.execute(records.delete().where(self._held(client_id, key, holder)))
 
     async def purge_expired(self) -> int:
         async with self.engine.begin() as conn:

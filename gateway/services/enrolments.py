@@ -30,6 +30,7 @@ from adapters import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    money,
 )
 
 from ..api.schemas import EnrolmentIn, EnrolmentOut, MaskedPerson
@@ -96,9 +97,9 @@ class EnrolmentService:
         person = Person(check_id_number(body.employee.id_number, "employee.id_number"), body.employee.name.strip())
         employer = Employer(check_uscc(body.employer.uscc, "employer.uscc"), body.employer.name.strip())
         region = check_region(body.region, upstreams.regions(Capability.ENROLMENT), "region")
+        check_amount(body.contribution_base, "contribution_base")
         today = dt.date.today()
         check_date(body.hire_date, "hire_date", earliest=dt.date(1990, 1, 1), latest=today + dt.timedelta(days=366))
-        check_amount(body.contribution_base, "contribution_base")
         if len(set(body.insurance_types)) != len(body.insurance_types):
             raise ProblemError("invalid_field", "insurance_types: a type is listed twice", field="insurance_types")
         bureau = upstreams.bureau_for(region, Capability.ENROLMENT)
@@ -118,8 +119,10 @@ class EnrolmentService:
         if row is None:
             await self._refuse_if_active_elsewhere(person, body, upstreams, context)
             row = await self._create(client, body, person, employer, bureau, idempotency_token)
-        elif row.status in ("accepted", "rejected"):
+        elif row.status == "accepted":
             return self._out(row)
+        elif row.status == "rejected":
+            raise self._rejection(row, json.loads(row.error or "{}"))
         return await self._submit(row, person, employer, body, bureau, context.with_gateway_id(row.id), resumed=resumed)
 
     async def _refuse_if_active_elsewhere(
@@ -147,6 +150,16 @@ class EnrolmentService:
                 ],
                 target_region=body.region,
             )
+        refused = [r for r in result.regions if r.outcome == "rejected"]
+        if refused:
+            # A bureau answered and said no (e.g. the name does not match its records):
+            # retrying the same request cannot help, so this is a final outcome.
+            raise ProblemError(
+                "upstream_rejected",
+                "a bureau refused the participation check: "
+                + "; ".join(f"{r.region}: {(r.error or {}).get('upstream_message', '')}" for r in refused),
+                regions=[{"region": r.region, **(r.error or {})} for r in refused],
+            )
         if not result.complete:
             missing = [{"region": r.region, "outcome": r.outcome} for r in result.regions if r.outcome != "ok"]
             raise ProblemError(
@@ -155,6 +168,17 @@ class EnrolmentService:
                 regions=missing,
                 headers={"Retry-After": "5"},
             )
+
+    @staticmethod
+    def _rejection(row: Any, error: dict[str, Any]) -> ProblemError:
+        """The bureau's refusal of this enrolment, the same whenever it is reported."""
+        return ProblemError(
+            "upstream_rejected",
+            f"the {row.region} bureau refused the enrolment: {error.get('upstream_message')}",
+            upstream={"code": error.get("upstream_code"), "message": error.get("upstream_message")},
+            field=error.get("field"),
+            enrolment_id=row.id,
+        )
 
     async def _find_by_token(self, client: Client, token: str) -> Any:
         async with self.engine.connect() as conn:
@@ -183,7 +207,7 @@ class EnrolmentService:
             employer_name=employer.name,
             hire_date=body.hire_date.isoformat(),
             insurance_types=" ".join(body.insurance_types),
-            contribution_base=str(check_amount(body.contribution_base, "contribution_base")),
+            contribution_base=str(money(body.contribution_base)),  # validated already
             status="submitting",
             reference=upstream_reference(gateway_id),
             created_at=now,
@@ -232,14 +256,8 @@ class EnrolmentService:
             field = f"employee.{exc.field}" if exc.field in ("id_number", "name") else exc.field
             error = {"code": "upstream_rejected", "upstream_code": exc.upstream_code,
                      "upstream_message": exc.upstream_message, "field": field}
-            updated = await self._update(row.id, status="rejected", error=json.dumps(error))
-            raise ProblemError(
-                "upstream_rejected",
-                f"the {row.region} bureau refused the enrolment: {exc.upstream_message}",
-                upstream={"code": exc.upstream_code, "message": exc.upstream_message},
-                field=field,
-                enrolment_id=updated.id,
-            ) from None
+            await self._update(row.id, status="rejected", error=json.dumps(error))
+            raise self._rejection(row, error) from None
         except UpstreamAuthenticationError as exc:
             # Nothing landed, and retrying will not help until an operator fixes the credentials.
             raise ProblemError(

@@ -1,6 +1,6 @@
 """Persistence: tables, engine creation and Alembic migrations."""
 
-from .engine import create_engine, is_sqlite
+from .engine import create_engine
 from .migrate import current_revision, head_revision, upgrade
 from .tables import audit_events, clients, enrolments, idempotency_records, metadata
 
@@ -12,7 +12,6 @@ __all__ = [
     "enrolments",
     "head_revision",
     "idempotency_records",
-    "is_sqlite",
     "metadata",
     "upgrade",
 ]

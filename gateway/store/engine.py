@@ -9,11 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "is_sqlite"]
-
-
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
+__all__ = ["create_engine"]
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -74,6 +74,9 @@ idempotency_records = Table(
     # Identifies this use of the key: work done under it (an enrolment…) links to the
     # token, so a key reused after its record expired starts afresh.
     Column("token", String(40), nullable=False, unique=True),
+    # Who holds the lease now (changes when a retry takes over after a crash): only
+    # the holder may renew, release or complete the record.
+    Column("holder", String(40), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("method", String(10), nullable=False),
     Column("path", String(500), nullable=False),

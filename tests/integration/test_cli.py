@@ -230,3 +230,10 @@ def test_mocks_serve_runs_one_bureau_with_faults_from_the_command_line(tmp_path)
         proc.wait(10)
     bad = CliRunner().invoke(main, ["mocks", "serve", "--dialect", "smoke-signals", "--region", "440100"])
     assert bad.exit_code == 2 and "known dialects" in bad.output
+
+
+def test_serve_needs_exactly_one_mode(tmp_path):
+    neither = CliRunner().invoke(main, ["serve"])
+    both = CliRunner().invoke(main, ["serve", "--sandbox", "--config", str(tmp_path / "x.toml")])
+    assert neither.exit_code == 2 and both.exit_code == 2
+    assert "not both" in both.output

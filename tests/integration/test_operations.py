@@ -65,7 +65,8 @@ async def test_audit_log_records_every_upstream_call(api):
         assert event["request_id"] == "trace-123" and event["environment"] == "sandbox"
         assert event["latency_ms"] > 0
     # the bureau saw the same request id
-    assert any(rec.path == "/api/v1/insured/query" for rec in api.bureaus["440100"].requests)
+    seen = [rec.request_id for rec in api.bureaus["440100"].requests if rec.path == "/api/v1/insured/query"]
+    assert seen == ["trace-123"]
     limited = await api.http.get("/v1/audit-events", params={"limit": 1}, headers=api.headers())
     assert len(limited.json()) == 1
     bad = await api.http.get("/v1/audit-events", params={"limit": 0}, headers=api.headers())
@@ -97,3 +98,44 @@ async def test_problem_documents_follow_rfc9457(api):
     assert problem["type"].endswith("/invalid_id_number")
     assert problem["status"] == 422 and problem["title"] and problem["instance"] == SEARCH
     assert problem["field"] == "id_number"
+
+
+async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_path):
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.config import UpstreamSettings, sandbox_settings
+    from tests.conftest import create_client, upstreams_for
+
+    live = tuple(
+        UpstreamSettings(f"live-{region}", "json-hmac", server.base_url, (region,),
+                         {"app_id": server.app_id, "app_secret": server.app_secret})
+        for region, server in bureaus.items()
+    )
+    settings = sandbox_settings(tmp_path / "data", database_url=database_url, upstreams=live, api_key_cache_seconds=0,
+                                audit_flush_seconds=0.05)
+    sandbox_admin = (await create_client(settings, "admin"))["api_key"]
+    live_admin = (await create_client(settings, "admin", sandbox=False))["api_key"]
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
+    async with AsyncTestClient(app=app, timeout=30) as http:
+        def auth(key):
+            return {"Authorization": f"Bearer {key}"}
+
+        r = await http.post(SEARCH, json=WANG_FANG, headers=auth(live_admin))
+        assert r.status_code == 200 and {o["upstream"] for o in r.json()["regions"]} == {"live-440100", "live-440300"}
+
+        sandbox_view = (await http.get("/v1/adapters", headers=auth(sandbox_admin))).json()
+        live_view = (await http.get("/v1/adapters", headers=auth(live_admin))).json()
+        assert {a["environment"] for a in sandbox_view} == {"sandbox"}
+        assert {a["environment"] for a in live_view} == {"live"}
+
+        assert (await http.get("/v1/audit-events", headers=auth(sandbox_admin))).json() == []
+        live_events = (await http.get("/v1/audit-events", headers=auth(live_admin))).json()
+        assert len(live_events) == 2 and {e["environment"] for e in live_events} == {"live"}
+
+
+async def test_a_request_id_shaped_like_an_id_number_is_replaced(api):
+    r = await api.http.post(SEARCH, json=WANG_FANG, headers=api.headers(**{"X-Request-ID": "440104199003120213"}))
+    assert r.status_code == 200
+    assert r.headers["x-request-id"].startswith("req_")
+    assert all(rec.request_id == r.headers["x-request-id"] for rec in api.bureaus["440100"].requests)

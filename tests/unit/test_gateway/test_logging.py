@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from gateway.logging import MaskIdNumbers, configure_logging
+from gateway.logging import MaskingFormatter, configure_logging
 
 
 @pytest.fixture
@@ -22,7 +22,17 @@ def test_id_numbers_are_masked_in_any_log_record(capsys, restore_logging):
     assert "440104199003120213" not in err
 
 
-def test_filter_leaves_other_numbers_alone():
+def test_tracebacks_are_masked_too(capsys, restore_logging):
+    configure_logging("INFO")
+    try:
+        raise ValueError("bad person 440104199003120213")
+    except ValueError:
+        logging.getLogger("anything").exception("failed")
+    err = capsys.readouterr().err
+    assert "ValueError: bad person 4401**********0213" in err
+    assert "440104199003120213" not in err
+
+
+def test_other_numbers_are_left_alone():
     record = logging.LogRecord("x", logging.INFO, "f", 1, "order %s", ("12345678",), None)
-    assert MaskIdNumbers().filter(record)
-    assert record.getMessage() == "order 12345678"
+    assert MaskingFormatter().format(record) == "order 12345678"

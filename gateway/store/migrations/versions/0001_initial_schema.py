@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('client_id', sa.String(length=40), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
     sa.Column('token', sa.String(length=40), nullable=False),
+    sa.Column('holder', sa.String(length=40), nullable=False),
     sa.Column('fingerprint', sa.String(length=64), nullable=False),
     sa.Column('method', sa.String(length=10), nullable=False),
     sa.Column('path', sa.String(length=500), nullable=False),

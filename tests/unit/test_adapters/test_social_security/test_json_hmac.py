@@ -432,9 +432,10 @@ async def test_business_refusals_on_submit_are_not_retried_or_looked_up(
     assert lookup.call_count == 0
 
 
-async def test_malformed_request_envelope_is_a_protocol_error(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+async def test_malformed_request_refusal_is_a_rejection_not_an_ambiguity(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    # 1100 says the bureau refused what we sent: nothing was applied, nothing is ambiguous.
     route = bureau.post(QUERY).mock(return_value=refusal("1100", "请求格式错误", status=400))
-    with pytest.raises(UpstreamProtocolError) as info:
+    with pytest.raises(BusinessRejection) as info:
         await adapter.search_participation(WANG_FANG, context=CallContext())
     assert info.value.upstream_code == "1100"
     assert info.value.upstream_message == "请求格式错误"
