@@ -104,6 +104,7 @@ async def test_name_mismatch_is_a_rejected_region(api):
         ({"id_number": 440104199003120213, "name": "Wang Fang"}, 400, "invalid_field"),
         ({"id_number": "440104199003120213", "name": "Wang Fang", "extra": 1}, 400, "unknown_field"),
         ({"id_number": "440104199003120213", "name": ""}, 400, "invalid_field"),
+        ({"id_number": "440104199003120213", "name": "   "}, 400, "invalid_field"),
     ],
 )
 async def test_bad_input_is_refused_before_any_upstream_call(api, body, status, code):
