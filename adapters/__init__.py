@@ -25,12 +25,14 @@ from .errors import (
 )
 from .models import (
     INSURANCE_TYPES,
+    ContributionMonth,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
     InsuranceType,
     ParticipationRecord,
     ParticipationStatus,
+    PaymentStatus,
     Person,
     money,
 )
@@ -42,6 +44,7 @@ from .protocols import (
     BankAdapter,
     BureauAdapter,
     Capability,
+    ContributionHistory,
     ErpAdapter,
 )
 
@@ -62,6 +65,8 @@ __all__ = [
     "CallContext",
     "Capability",
     "CircuitOpen",
+    "ContributionHistory",
+    "ContributionMonth",
     "ConfigurationError",
     "Employer",
     "EnrolmentReceipt",
@@ -71,6 +76,7 @@ __all__ = [
     "InsuranceType",
     "ParticipationRecord",
     "ParticipationStatus",
+    "PaymentStatus",
     "Person",
     "TransientError",
     "UpstreamAuthenticationError",

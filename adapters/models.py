@@ -15,12 +15,14 @@ import msgspec
 
 __all__ = [
     "INSURANCE_TYPES",
+    "ContributionMonth",
     "Employer",
     "EnrolmentReceipt",
     "EnrolmentSubmission",
     "InsuranceType",
     "ParticipationRecord",
     "ParticipationStatus",
+    "PaymentStatus",
     "Person",
     "money",
 ]
@@ -64,6 +66,21 @@ class ParticipationRecord(msgspec.Struct, frozen=True):
     paid_months: int
     contribution_base: Decimal | None
     last_paid_period: str | None
+
+
+PaymentStatus = Literal["paid", "late", "unpaid"]
+
+
+class ContributionMonth(msgspec.Struct, frozen=True):
+    """What a bureau holds about one month of one insurance type of one person."""
+
+    region: str
+    period: str  # YYYY-MM
+    insurance_type: InsuranceType
+    status: PaymentStatus
+    employer_amount: Decimal | None
+    personal_amount: Decimal | None
+    paid_on: dt.date | None
 
 
 class EnrolmentSubmission(msgspec.Struct, frozen=True):

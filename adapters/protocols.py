@@ -14,7 +14,7 @@ import msgspec
 
 from .context import CallContext
 from .http import CallObserver, UpstreamPolicy
-from .models import EnrolmentReceipt, EnrolmentSubmission, ParticipationRecord, Person
+from .models import ContributionMonth, EnrolmentReceipt, EnrolmentSubmission, ParticipationRecord, Person
 
 __all__ = [
     "Adapter",
@@ -24,6 +24,7 @@ __all__ = [
     "BankAdapter",
     "BureauAdapter",
     "Capability",
+    "ContributionHistory",
     "ErpAdapter",
 ]
 
@@ -37,6 +38,7 @@ class Capability(enum.StrEnum):
     PARTICIPATION_SEARCH = "participation_search"
     ENROLMENT = "enrolment"
     ENROLMENT_LOOKUP = "enrolment_lookup"
+    CONTRIBUTION_HISTORY = "contribution_history"
     # bank
     PAYMENT_INITIATION = "payment_initiation"
     PAYMENT_STATUS = "payment_status"
@@ -102,6 +104,17 @@ class BureauAdapter(Adapter, Protocol):
 
     async def find_enrolment(self, reference: str, *, context: CallContext) -> EnrolmentReceipt | None:
         """The bureau's record of an enrolment we submitted, or ``None`` if it never landed."""
+        ...
+
+
+@runtime_checkable
+class ContributionHistory(Protocol):
+    """Optional for bureaus (``Capability.CONTRIBUTION_HISTORY``): monthly payment records."""
+
+    async def contribution_history(
+        self, person: Person, from_period: str, to_period: str, *, context: CallContext
+    ) -> list[ContributionMonth]:
+        """Months ``from_period``..``to_period`` (``YYYY-MM``, inclusive) the bureau holds."""
         ...
 
 
