@@ -94,7 +94,15 @@ class UpstreamTimeout(TransientError):
 
 
 class UpstreamServerError(TransientError):
-    """The upstream answered 5xx in a way that says nothing was applied."""
+    """The upstream answered 5xx in a way that says nothing was applied.
+
+    ``retry_after`` is the upstream's ``Retry-After`` in seconds, if it sent one (a
+    busy 503 often does); the retry loop honours it like a 429's.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class UpstreamRateLimited(TransientError):

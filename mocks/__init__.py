@@ -9,5 +9,6 @@ from mocks.cli import serve_forever
 from mocks.dialects import MOCK_DIALECTS
 from mocks.faults import Fault, parse_fault
 from mocks.json_hmac import JsonHmacBureau
+from mocks.xml_gbk import XmlGbkBureau
 
-__all__ = ["JsonHmacBureau", "Fault", "parse_fault", "MOCK_DIALECTS", "serve_forever"]
+__all__ = ["JsonHmacBureau", "XmlGbkBureau", "Fault", "parse_fault", "MOCK_DIALECTS", "serve_forever"]

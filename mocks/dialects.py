@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from mocks.json_hmac import JsonHmacBureau
 from mocks.server import MockServer
+from mocks.xml_gbk import XmlGbkBureau
 
 MOCK_DIALECTS: dict[str, Callable[..., MockServer]] = {
     JsonHmacBureau.dialect: JsonHmacBureau,
+    XmlGbkBureau.dialect: XmlGbkBureau,
 }

@@ -8,6 +8,7 @@ nothing here knows about envelopes or status codes beyond plain numbers.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from enum import StrEnum
 from typing import Any
 
 ANY_ROUTE = "*"
+# A route without a slash names an operation inside the request rather than a path,
+# e.g. the TransCode ``E001`` of xml-gbk, where every call goes to the same path.
+_OPERATION = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class FaultKind(StrEnum):
@@ -25,7 +29,8 @@ class FaultKind(StrEnum):
     ERROR = "error"
     """Answer HTTP ``status`` with the dialect's bureau-failure error."""
     RATE_LIMIT = "rate_limit"
-    """Answer 429 with ``Retry-After: retry_after`` and the dialect's throttle error."""
+    """Answer the dialect's busy status (429, or 503 where the dialect says so) with
+    ``Retry-After: retry_after`` and the dialect's throttle error."""
     DROP = "drop"
     """Close the connection without a response, before processing the request."""
     DROP_AFTER = "drop_after"
@@ -62,7 +67,10 @@ def _is_int(value: object) -> bool:
 class Fault:
     """One injected fault; immutable, the remaining count lives in the FaultBook.
 
-    ``kind`` may be given as its string value (``"drop"``); it is stored as a FaultKind.
+    ``route`` is ``*`` (every business request), a path starting with ``/``, or an
+    operation name such as ``E001`` that matches requests whose dialect reports that
+    operation (see ``RequestKeys.operation``). ``kind`` may be given as its string
+    value (``"drop"``); it is stored as a FaultKind.
     """
 
     route: str
@@ -75,9 +83,12 @@ class Fault:
 
     def __post_init__(self) -> None:
         if not isinstance(self.route, str) or not (
-            self.route == ANY_ROUTE or self.route.startswith("/")
+            self.route == ANY_ROUTE or self.route.startswith("/") or _OPERATION.fullmatch(self.route)
         ):
-            raise ValueError(f"fault route must be '*' or a path starting with '/', got {self.route!r}")
+            raise ValueError(
+                "fault route must be '*', a path starting with '/' or an operation name"
+                f" such as 'E001', got {self.route!r}"
+            )
         try:
             object.__setattr__(self, "kind", FaultKind(self.kind))
         except ValueError:
@@ -103,9 +114,10 @@ class Fault:
         """True when the fault decides the response (everything but latency)."""
         return self.kind is not FaultKind.LATENCY
 
-    def matches(self, route: str, id_number: str | None) -> bool:
-        """Whether this fault applies to a request on ``route`` about ``id_number``."""
-        if self.route != ANY_ROUTE and self.route != route:
+    def matches(self, route: str, id_number: str | None, operation: str | None = None) -> bool:
+        """Whether this fault applies to a request on ``route`` (a path), naming
+        ``operation`` if the dialect has operations, about ``id_number``."""
+        if self.route != ANY_ROUTE and self.route != route and (operation is None or self.route != operation):
             return False
         return self.match_id_number is None or self.match_id_number == id_number
 
@@ -188,7 +200,7 @@ class FaultBook:
         with self._lock:
             return len(self._entries)
 
-    def take(self, route: str, id_number: str | None) -> list[Fault]:
+    def take(self, route: str, id_number: str | None, operation: str | None = None) -> list[Fault]:
         """Return the faults that fire for this request and use up one of their times.
 
         Every matching latency fault fires; of the faults that decide the outcome,
@@ -200,7 +212,7 @@ class FaultBook:
         outcome_taken = False
         with self._lock:
             for fault, left in self._entries:
-                fires = fault.matches(route, id_number) and not (fault.is_outcome and outcome_taken)
+                fires = fault.matches(route, id_number, operation) and not (fault.is_outcome and outcome_taken)
                 if fires:
                     fired.append(fault)
                     outcome_taken = outcome_taken or fault.is_outcome

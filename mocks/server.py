@@ -73,6 +73,9 @@ class RequestKeys:
 
     person_id: str | None = None
     biz_no: str | None = None
+    operation: str | None = None
+    """The operation named inside the request (e.g. an xml-gbk TransCode), for dialects
+    that send every call to one path; faults whose route is this name match it."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class RequestRecord:
     at: float
     request_id: str | None = None
     """The caller's X-Request-ID, if it sent one."""
+    operation: str | None = None
+    """The operation named inside the request, for dialects that have one."""
 
 
 class RequestLog:
@@ -309,12 +314,14 @@ class MockServer(ABC):
 
     # Test helpers
 
-    def count(self, path: str | None = None, code: str | None = None) -> int:
-        """How many logged requests hit ``path`` and/or were answered ``code``."""
+    def count(self, path: str | None = None, code: str | None = None, operation: str | None = None) -> int:
+        """How many logged requests hit ``path``, were answered ``code`` and named ``operation``."""
         return sum(
             1
             for record in self.requests
-            if (path is None or record.path == path) and (code is None or record.code == code)
+            if (path is None or record.path == path)
+            and (code is None or record.code == code)
+            and (operation is None or record.operation == operation)
         )
 
     def reset(self) -> None:
@@ -335,7 +342,7 @@ class MockServer(ABC):
 
     @abstractmethod
     def inspect(self, request: Request) -> RequestKeys:
-        """Best-effort extraction of the person id and business reference."""
+        """Best-effort extraction of the person id, business reference and operation."""
 
     @abstractmethod
     def fault_response(self, fault: Fault) -> Response:
@@ -356,7 +363,7 @@ class MockServer(ABC):
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
         keys = self.inspect(request)
-        fired = self.faults.take(request.path, keys.person_id)
+        fired = self.faults.take(request.path, keys.person_id, keys.operation)
         for fault in fired:
             if fault.kind is FaultKind.LATENCY:
                 time.sleep(fault.latency_ms / 1000)
@@ -388,6 +395,7 @@ class MockServer(ABC):
                 biz_no=keys.biz_no,
                 at=time.time(),
                 request_id=request.headers.get("X-Request-ID"),
+                operation=keys.operation,
             )
         )
 

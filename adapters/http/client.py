@@ -247,7 +247,11 @@ class UpstreamClient:
             if idempotent or status in self.policy.retry.not_applied_statuses:
                 raise self._failed(
                     UpstreamServerError(
-                        f"{self.name!r} answered {status}", upstream=self.name, request=request, response=response
+                        f"{self.name!r} answered {status}",
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                        upstream=self.name,
+                        request=request,
+                        response=response,
                     )
                 )
             raise self._failed(

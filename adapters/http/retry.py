@@ -12,7 +12,7 @@ from typing import Any
 import tenacity
 from tenacity.wait import wait_base
 
-from ..errors import TransientError, UpstreamRateLimited
+from ..errors import TransientError
 from .policy import RetryPolicy
 
 __all__ = ["build_retrying", "retry_after_seconds"]
@@ -43,7 +43,8 @@ class _StopOnTooLongRetryAfter(tenacity.stop.stop_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         error = retry_state.outcome.exception() if retry_state.outcome else None
-        return isinstance(error, UpstreamRateLimited) and (error.retry_after or 0) > self._max
+        # a 429 (UpstreamRateLimited) or a busy 5xx (UpstreamServerError) may name a wait
+        return isinstance(error, TransientError) and (getattr(error, "retry_after", None) or 0) > self._max
 
 
 def build_retrying(

@@ -226,6 +226,34 @@ async def test_429_with_retry_after_beyond_the_maximum_gives_up(bureau: respx.Mo
     assert sleeps.waits == []
 
 
+async def test_503_waits_at_least_retry_after(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:
+    route = bureau.post(PATH).mock(side_effect=[httpx.Response(503, headers={"Retry-After": "3"}), httpx.Response(200)])
+    sleeps = SleepRecorder()
+    client = make_client(fast_policy(max_retry_after=10.0), sleep=sleeps)
+    assert await call(client, idempotent=False) == 200  # 503 is "not applied" by default
+    assert route.call_count == 2
+    assert len(sleeps.waits) == 1
+    assert sleeps.waits[0] >= 3.0
+
+
+async def test_5xx_with_retry_after_beyond_the_maximum_gives_up(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:
+    route = bureau.post(PATH).respond(503, headers={"Retry-After": "120"})
+    sleeps = SleepRecorder()
+    client = make_client(fast_policy(max_retry_after=30.0, max_attempts=5), sleep=sleeps)
+    with pytest.raises(UpstreamServerError) as info:
+        await call(client)
+    assert info.value.retry_after == 120.0
+    assert route.call_count == 1
+    assert sleeps.waits == []
+
+
+async def test_5xx_without_retry_after_has_none(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:
+    bureau.post(PATH).respond(502)
+    with pytest.raises(UpstreamServerError) as info:
+        await call(make_client(fast_policy(max_attempts=1)))
+    assert info.value.retry_after is None
+
+
 async def test_429_on_a_state_changing_call_is_retried(bureau: respx.MockRouter, make_client: Callable[..., UpstreamClient]) -> None:
     route = bureau.post(PATH).mock(side_effect=[httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200)])
     sleeps = SleepRecorder()

@@ -137,6 +137,14 @@ async def test_retry_after_equal_to_max_retry_after_is_still_honoured() -> None:
     assert (attempts, result, sleeps.waits) == (2, "ok", [2.0])
 
 
+async def test_a_server_error_retry_after_is_honoured_and_capped_like_a_rate_limit() -> None:
+    attempts, sleeps, result = await run(policy(), [UpstreamServerError("busy", retry_after=3.0), None])
+    assert (attempts, result, sleeps.waits) == (2, "ok", [3.0])
+    error = UpstreamServerError("busy", retry_after=31.0)
+    attempts, sleeps, result = await run(policy(max_retry_after=30.0), [error, None])
+    assert (attempts, result, sleeps.waits) == (1, error, [])
+
+
 async def test_a_wait_that_would_pass_the_deadline_is_not_taken() -> None:
     error = UpstreamServerError("x")
     attempts, sleeps, result = await run(policy(initial_backoff=2.0), [error, None], deadline=1.0)
