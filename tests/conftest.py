@@ -22,7 +22,8 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import UpstreamSettings, sandbox_settings
-from mocks import JsonHmacBureau
+from gateway.sandbox.mocks import CREDENTIAL_NAMES
+from mocks import JsonHmacBureau, XmlGbkBureau
 
 POSTGRES_URL = os.environ.get("HGW_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HGW_REQUIRE_POSTGRES") == "1"
@@ -71,8 +72,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 
 
 @pytest.fixture
-def bureaus() -> Iterator[dict[str, JsonHmacBureau]]:
-    servers = {region: JsonHmacBureau(region, app_secret=secrets.token_urlsafe(16)).start() for region in ("440100", "440300")}
+def bureaus() -> Iterator[dict[str, Any]]:
+    """The sandbox's mock bureaus: json-hmac 440100 and 440300, xml-gbk 420100."""
+    servers: dict[str, Any] = {
+        region: JsonHmacBureau(region, app_secret=secrets.token_urlsafe(16)).start() for region in ("440100", "440300")
+    }
+    servers["420100"] = XmlGbkBureau("420100", password=secrets.token_urlsafe(16)).start()
     try:
         yield servers
     finally:
@@ -80,14 +85,19 @@ def bureaus() -> Iterator[dict[str, JsonHmacBureau]]:
             server.stop()
 
 
-def upstreams_for(bureaus: dict[str, JsonHmacBureau], **options: Any) -> list[UpstreamSettings]:
+def credentials_of(server: Any) -> dict[str, str]:
+    identity, secret = CREDENTIAL_NAMES[server.dialect]
+    return {identity: server.app_id, secret: server.app_secret}
+
+
+def upstreams_for(bureaus: dict[str, Any], **options: Any) -> list[UpstreamSettings]:
     return [
         UpstreamSettings(
             name=f"bureau-{region}",
-            adapter="json-hmac",
+            adapter=server.dialect,
             base_url=server.base_url,
             regions=(region,),
-            credentials={"app_id": server.app_id, "app_secret": server.app_secret},
+            credentials=credentials_of(server),
             options=dict(options),
         )
         for region, server in bureaus.items()
@@ -123,7 +133,7 @@ class Api:
     app: Any
     key: str
     issued: dict[str, Any]
-    bureaus: dict[str, JsonHmacBureau]
+    bureaus: dict[str, Any]
     settings: Any
 
     @property
@@ -141,7 +151,7 @@ class Api:
 
 
 @pytest.fixture
-def served(database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any) -> Iterator[tuple[str, str]]:
+def served(database_url: str, bureaus: dict[str, Any], tmp_path: Any) -> Iterator[tuple[str, str]]:
     """The app under a real uvicorn server on loopback, in a thread of its own, so
     requests really run at the same time (the in-process test client serialises
     them). Yields (base url, admin sandbox key)."""
@@ -169,7 +179,7 @@ def served(database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any)
 
 @pytest.fixture
 async def api(
-    request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, JsonHmacBureau], tmp_path: Any
+    request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, Any], tmp_path: Any
 ) -> AsyncIterator[Api]:
     """A gateway over the mock bureaus; ``@pytest.mark.gateway_settings(...)`` overrides settings."""
     values: dict[str, Any] = dict(

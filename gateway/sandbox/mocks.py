@@ -15,12 +15,20 @@ from mocks import MOCK_DIALECTS
 
 from ..config import UpstreamSettings
 
-__all__ = ["SANDBOX_BUREAUS", "SandboxMocks"]
+__all__ = ["CREDENTIAL_NAMES", "SANDBOX_BUREAUS", "SandboxMocks"]
 
 #: region -> (dialect, upstream name); each region gets its own mock bureau.
 SANDBOX_BUREAUS: dict[str, tuple[str, str]] = {
+    "420100": ("xml-gbk", "sandbox-bureau-420100"),
     "440100": ("json-hmac", "sandbox-bureau-440100"),
     "440300": ("json-hmac", "sandbox-bureau-440300"),
+}
+
+#: dialect -> the names of its (identity, secret) credentials, the same for the mock's
+#: constructor and the adapter's configuration.
+CREDENTIAL_NAMES: dict[str, tuple[str, str]] = {
+    "json-hmac": ("app_id", "app_secret"),
+    "xml-gbk": ("user_id", "password"),
 }
 
 
@@ -32,18 +40,14 @@ class SandboxMocks:
 
     def start(self) -> SandboxMocks:
         for region, (dialect, name) in SANDBOX_BUREAUS.items():
-            app_id = "hgw-sandbox"
-            app_secret = secrets.token_urlsafe(24)
-            server = MOCK_DIALECTS[dialect](region, app_id=app_id, app_secret=app_secret, host=self.host, port=0)
+            identity, secret = CREDENTIAL_NAMES[dialect]
+            credentials = {identity: "hgw-sandbox", secret: secrets.token_urlsafe(24)}
+            server = MOCK_DIALECTS[dialect](region, host=self.host, port=0, **credentials)
             server.start()
             self.servers[region] = server
             self.upstreams.append(
                 UpstreamSettings(
-                    name=name,
-                    adapter=dialect,
-                    base_url=server.base_url,
-                    regions=(region,),
-                    credentials={"app_id": app_id, "app_secret": app_secret},
+                    name=name, adapter=dialect, base_url=server.base_url, regions=(region,), credentials=credentials
                 )
             )
         return self

@@ -93,7 +93,9 @@ options = {{ policy = {{ retry = {{ max_atempts = 2 }} }} }}
 
 
 def test_db_upgrade(tmp_path):
-    assert "database at migration 0001" in run("db", "upgrade", data_dir=tmp_path)
+    from gateway.store import head_revision
+
+    assert f"database at migration {head_revision()}" in run("db", "upgrade", data_dir=tmp_path)
 
 
 def test_live_config_errors_are_reported(tmp_path):

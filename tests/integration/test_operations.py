@@ -13,7 +13,9 @@ SEARCH = "/v1/social-security/participation-searches"
 async def test_health_and_readiness(api):
     assert (await api.http.get("/healthz")).json() == {"status": "ok"}
     ready = (await api.http.get("/readyz")).json()
-    assert ready["status"] == "ready" and ready["migration"] == "0001"
+    from gateway.store import head_revision
+
+    assert ready["status"] == "ready" and ready["migration"] == head_revision()
 
 
 async def test_openapi_documents_the_contract(api):
@@ -32,7 +34,9 @@ async def test_adapters_are_listed_with_live_health(api):
     r = await api.http.get("/v1/adapters", headers=api.headers())
     assert r.status_code == 200
     adapters = {a["name"]: a for a in r.json()}
-    assert set(adapters) == {"bureau-440100", "bureau-440300"}
+    assert set(adapters) == {"bureau-420100", "bureau-440100", "bureau-440300"}
+    assert adapters["bureau-420100"]["dialect"] == "xml-gbk"
+    assert "contribution_history" in adapters["bureau-420100"]["capabilities"]
     gz = adapters["bureau-440100"]
     assert gz["kind"] == "social_security" and gz["dialect"] == "json-hmac" and gz["regions"] == ["440100"]
     assert gz["environment"] == "sandbox" and gz["version"]
@@ -59,7 +63,12 @@ async def test_audit_log_records_every_upstream_call(api):
     r = await api.http.post(SEARCH, json=WANG_FANG, headers=api.headers(reader["api_key"], **{"X-Request-ID": "trace-123"}))
     assert r.headers["x-request-id"] == "trace-123"
     events = (await api.http.get("/v1/audit-events", params={"client_id": reader["client_id"]}, headers=api.headers())).json()
-    assert {(e["operation"], e["region"]) for e in events} == {("participation.search", "440100"), ("participation.search", "440300")}
+    assert {(e["operation"], e["region"]) for e in events} == {
+        ("session.login", "420100"),  # the xml-gbk bureau's session is opened on first use
+        ("participation.search", "420100"),
+        ("participation.search", "440100"),
+        ("participation.search", "440300"),
+    }
     for event in events:
         assert event["upstream_status"] == 200 and event["outcome"] == "ok" and event["attempts"] == 1
         assert event["request_id"] == "trace-123" and event["environment"] == "sandbox"
@@ -105,11 +114,10 @@ async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_
 
     from gateway.app import create_app
     from gateway.config import UpstreamSettings, sandbox_settings
-    from tests.conftest import create_client, upstreams_for
+    from tests.conftest import create_client, credentials_of, upstreams_for
 
     live = tuple(
-        UpstreamSettings(f"live-{region}", "json-hmac", server.base_url, (region,),
-                         {"app_id": server.app_id, "app_secret": server.app_secret})
+        UpstreamSettings(f"live-{region}", server.dialect, server.base_url, (region,), credentials_of(server))
         for region, server in bureaus.items()
     )
     settings = sandbox_settings(tmp_path / "data", database_url=database_url, upstreams=live, api_key_cache_seconds=0,
@@ -122,7 +130,7 @@ async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_
             return {"Authorization": f"Bearer {key}"}
 
         r = await http.post(SEARCH, json=WANG_FANG, headers=auth(live_admin))
-        assert r.status_code == 200 and {o["upstream"] for o in r.json()["regions"]} == {"live-440100", "live-440300"}
+        assert r.status_code == 200 and {o["upstream"] for o in r.json()["regions"]} == {"live-420100", "live-440100", "live-440300"}
 
         sandbox_view = (await http.get("/v1/adapters", headers=auth(sandbox_admin))).json()
         live_view = (await http.get("/v1/adapters", headers=auth(live_admin))).json()
@@ -131,7 +139,8 @@ async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_
 
         assert (await http.get("/v1/audit-events", headers=auth(sandbox_admin))).json() == []
         live_events = (await http.get("/v1/audit-events", headers=auth(live_admin))).json()
-        assert len(live_events) == 2 and {e["environment"] for e in live_events} == {"live"}
+        assert {e["operation"] for e in live_events} == {"session.login", "participation.search"}
+        assert len(live_events) == 4 and {e["environment"] for e in live_events} == {"live"}
 
 
 async def test_a_request_id_shaped_like_an_id_number_is_replaced(api):
