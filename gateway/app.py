@@ -14,6 +14,7 @@ from . import __version__
 from .api.dependencies import dependencies
 from .api.exceptions import exception_handlers
 from .api.middleware import RequestContextMiddleware
+from .api.policy import PolicyController
 from .api.social_security import SocialSecurityController
 from .api.system import AdaptersController, AuditController, HealthController
 from .auth.middleware import AuthenticationMiddleware
@@ -56,7 +57,9 @@ def create_app(
             await gateway.stop()
 
     return Litestar(
-        route_handlers=[HealthController, SocialSecurityController, AdaptersController, AuditController],
+        route_handlers=[
+            HealthController, SocialSecurityController, PolicyController, AdaptersController, AuditController
+        ],
         lifespan=[lifespan],
         dependencies=dependencies,
         # Order matters: request id and body first, then who is calling, then the

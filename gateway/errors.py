@@ -60,6 +60,17 @@ CATALOGUE: dict[str, ProblemType] = {
     "unknown_region": ProblemType(422, "No bureau serves this region"),
     "invalid_date": ProblemType(422, "A date is out of the accepted range"),
     "invalid_amount": ProblemType(422, "An amount is not a valid CNY amount"),
+    # contribution policy and calculations
+    "unknown_policy_region": ProblemType(422, "The gateway has no contribution policy for this region"),
+    "no_policy": ProblemType(404, "No policy version of this region is in force on this date"),
+    "invalid_period": ProblemType(422, "The period is not a month written YYYY-MM"),
+    "period_not_covered": ProblemType(422, "No policy version of this region is in force in this period"),
+    "salary_or_base_required": ProblemType(422, "Send exactly one of salary and base"),
+    "base_out_of_range": ProblemType(422, "The contribution base is outside the region's floor and ceiling"),
+    "hire_after_period": ProblemType(422, "The hire date is after the period"),
+    "invalid_policy": ProblemType(422, "The policy version's figures or dates are not valid"),
+    "policy_overlap": ProblemType(422, "The policy version does not start after the region's latest version"),
+    "policy_conflict": ProblemType(409, "Policy versions of this region are being added concurrently"),
     # outcomes of work
     "transfer_required": ProblemType(409, "The person is actively insured in another region", refusal=False),
     "participation_check_incomplete": ProblemType(

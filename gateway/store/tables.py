@@ -8,6 +8,7 @@ import datetime as dt
 
 from sqlalchemy import (
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -17,9 +18,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
-__all__ = ["audit_events", "clients", "enrolments", "idempotency_records", "metadata"]
+__all__ = ["audit_events", "clients", "enrolments", "idempotency_records", "metadata", "policy_versions"]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -131,4 +133,26 @@ audit_events = Table(
     Column("outcome", String(60), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
+)
+
+# Contribution-policy versions added by administrators at run time (the shipped ones
+# live in gateway/policy/data). Per environment: a sandbox admin never changes what
+# live calculations use. ``document`` is the version's terms as JSON; the columns
+# beside it are what lookups filter on.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment", String(10), nullable=False),
+    Column("region", String(6), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("effective_to", Date, nullable=True),
+    Column("document", Text, nullable=False),
+    Column("created_by", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # The Idempotency-Key use that added it: a retry after a lost answer finds this row.
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    # Two replicas numbering a region's next version at once: one of them must lose.
+    UniqueConstraint("environment", "region", "version"),
 )
