@@ -2,13 +2,15 @@
 
 Each mock is written from a dialect's wire-protocol description alone, so that it
 can check the adapters instead of mirroring their mistakes. Only the standard
-library is used, which keeps the mocks runnable anywhere the project's tests run.
+library is used (plus the ``cryptography`` package for sm4-async's SM4 and SM3),
+which keeps the mocks runnable anywhere the project's tests run.
 """
 
 from mocks.cli import serve_forever
 from mocks.dialects import MOCK_DIALECTS
 from mocks.faults import Fault, parse_fault
 from mocks.json_hmac import JsonHmacBureau
+from mocks.sm4_async import Sm4AsyncBureau
 from mocks.xml_gbk import XmlGbkBureau
 
-__all__ = ["JsonHmacBureau", "XmlGbkBureau", "Fault", "parse_fault", "MOCK_DIALECTS", "serve_forever"]
+__all__ = ["MOCK_DIALECTS", "Fault", "JsonHmacBureau", "Sm4AsyncBureau", "XmlGbkBureau", "parse_fault", "serve_forever"]

@@ -22,8 +22,8 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import UpstreamSettings, sandbox_settings
-from gateway.sandbox.mocks import CREDENTIAL_NAMES
-from mocks import JsonHmacBureau, XmlGbkBureau
+from gateway.sandbox.mocks import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS
+from mocks import JsonHmacBureau, Sm4AsyncBureau, XmlGbkBureau
 
 POSTGRES_URL = os.environ.get("HGW_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HGW_REQUIRE_POSTGRES") == "1"
@@ -73,11 +73,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 
 @pytest.fixture
 def bureaus() -> Iterator[dict[str, Any]]:
-    """The sandbox's mock bureaus: json-hmac 440100 and 440300, xml-gbk 420100."""
+    """The sandbox's mock bureaus: json-hmac 440100 and 440300, xml-gbk 420100,
+    sm4-async 430100 and 330100 (the last one slow on Chen Jing)."""
     servers: dict[str, Any] = {
-        region: JsonHmacBureau(region, app_secret=secrets.token_urlsafe(16)).start() for region in ("440100", "440300")
+        region: JsonHmacBureau(region, **SANDBOX_CREDENTIALS["json-hmac"]()).start() for region in ("440100", "440300")
     }
-    servers["420100"] = XmlGbkBureau("420100", password=secrets.token_urlsafe(16)).start()
+    servers["420100"] = XmlGbkBureau("420100", **SANDBOX_CREDENTIALS["xml-gbk"]()).start()
+    for region in ("430100", "330100"):
+        servers[region] = Sm4AsyncBureau(region, processing_delay=0.2, **SANDBOX_CREDENTIALS["sm4-async"]()).start()
     try:
         yield servers
     finally:
@@ -85,9 +88,15 @@ def bureaus() -> Iterator[dict[str, Any]]:
             server.stop()
 
 
+_CREDENTIAL_FIELDS = {
+    "json-hmac": ("app_id", "app_secret"),
+    "xml-gbk": ("user_id", "password"),
+    "sm4-async": ("appid", "sm4_key", "mac_key"),
+}
+
+
 def credentials_of(server: Any) -> dict[str, str]:
-    identity, secret = CREDENTIAL_NAMES[server.dialect]
-    return {identity: server.app_id, secret: server.app_secret}
+    return {name: getattr(server, name) for name in _CREDENTIAL_FIELDS[server.dialect]}
 
 
 def upstreams_for(bureaus: dict[str, Any], **options: Any) -> list[UpstreamSettings]:
@@ -98,7 +107,7 @@ def upstreams_for(bureaus: dict[str, Any], **options: Any) -> list[UpstreamSetti
             base_url=server.base_url,
             regions=(region,),
             credentials=credentials_of(server),
-            options=dict(options),
+            options={**SANDBOX_OPTIONS.get(server.dialect, {}), **options},
         )
         for region, server in bureaus.items()
     ]

@@ -34,7 +34,8 @@ async def test_adapters_are_listed_with_live_health(api):
     r = await api.http.get("/v1/adapters", headers=api.headers())
     assert r.status_code == 200
     adapters = {a["name"]: a for a in r.json()}
-    assert set(adapters) == {"bureau-420100", "bureau-440100", "bureau-440300"}
+    assert set(adapters) == {f"bureau-{r}" for r in ("330100", "420100", "430100", "440100", "440300")}
+    assert adapters["bureau-430100"]["dialect"] == "sm4-async"
     assert adapters["bureau-420100"]["dialect"] == "xml-gbk"
     assert "contribution_history" in adapters["bureau-420100"]["capabilities"]
     gz = adapters["bureau-440100"]
@@ -65,9 +66,7 @@ async def test_audit_log_records_every_upstream_call(api):
     events = (await api.http.get("/v1/audit-events", params={"client_id": reader["client_id"]}, headers=api.headers())).json()
     assert {(e["operation"], e["region"]) for e in events} == {
         ("session.login", "420100"),  # the xml-gbk bureau's session is opened on first use
-        ("participation.search", "420100"),
-        ("participation.search", "440100"),
-        ("participation.search", "440300"),
+        *{("participation.search", r) for r in ("330100", "420100", "430100", "440100", "440300")},
     }
     for event in events:
         assert event["upstream_status"] == 200 and event["outcome"] == "ok" and event["attempts"] == 1
@@ -130,7 +129,9 @@ async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_
             return {"Authorization": f"Bearer {key}"}
 
         r = await http.post(SEARCH, json=WANG_FANG, headers=auth(live_admin))
-        assert r.status_code == 200 and {o["upstream"] for o in r.json()["regions"]} == {"live-420100", "live-440100", "live-440300"}
+        assert r.status_code == 200 and {o["upstream"] for o in r.json()["regions"]} == {
+            f"live-{r}" for r in ("330100", "420100", "430100", "440100", "440300")
+        }
 
         sandbox_view = (await http.get("/v1/adapters", headers=auth(sandbox_admin))).json()
         live_view = (await http.get("/v1/adapters", headers=auth(live_admin))).json()
@@ -140,7 +141,7 @@ async def test_sandbox_and_live_never_see_each_other(database_url, bureaus, tmp_
         assert (await http.get("/v1/audit-events", headers=auth(sandbox_admin))).json() == []
         live_events = (await http.get("/v1/audit-events", headers=auth(live_admin))).json()
         assert {e["operation"] for e in live_events} == {"session.login", "participation.search"}
-        assert len(live_events) == 4 and {e["environment"] for e in live_events} == {"live"}
+        assert len(live_events) == 6 and {e["environment"] for e in live_events} == {"live"}
 
 
 async def test_a_request_id_shaped_like_an_id_number_is_replaced(api):

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mocks import MOCK_DIALECTS, Fault, JsonHmacBureau, XmlGbkBureau, parse_fault
+from mocks import MOCK_DIALECTS, Fault, JsonHmacBureau, Sm4AsyncBureau, XmlGbkBureau, parse_fault
 from mocks.faults import FaultBook, FaultKind
 
 SECRET = "sandbox-secret-440100"
@@ -305,7 +305,7 @@ def test_lifecycle_is_idempotent_and_releases_the_port() -> None:
 
 
 def test_dialect_registry() -> None:
-    assert MOCK_DIALECTS == {"json-hmac": JsonHmacBureau, "xml-gbk": XmlGbkBureau}
+    assert MOCK_DIALECTS == {"json-hmac": JsonHmacBureau, "sm4-async": Sm4AsyncBureau, "xml-gbk": XmlGbkBureau}
 
 
 def test_python_m_mocks_serves_until_sigterm() -> None:

@@ -1,0 +1,273 @@
+"""``Sm4AsyncBureau``: a mock social-insurance bureau speaking sm4-async.
+
+Written from docs/dialects/sm4-async.md alone. One instance serves one region,
+keeps all state in memory and can be started on port 0 inside a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from mocks.faults import Fault, FaultKind
+from mocks.resident_id import has_valid_check_digit
+from mocks.server import MockServer, Request, RequestKeys, Response
+from mocks.sm4_async import crypto, wire
+from mocks.sm4_async.store import Store, Task
+from mocks.sm4_async.wire import BureauError, Codec
+
+DEFAULT_APPID = "hgw-sandbox"
+_REGION = re.compile(r"[0-9]{6}")
+
+
+def sandbox_sm4_key(region: str) -> str:
+    """The well-known SM4 test key of a sandbox region (32 hex characters); never a real key."""
+    return hashlib.sha256(f"hgw-sandbox-sm4-{region}".encode()).hexdigest()[:32]
+
+
+def sandbox_mac_key(region: str) -> str:
+    """The well-known MAC test secret of a sandbox region; never a real credential."""
+    return f"sandbox-mac-{region}"
+
+
+class _Halted(Exception):
+    """The server stopped while a request was being held; answer nothing."""
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    """One request's payload, decrypted if possible but not yet authenticated."""
+
+    request: Request
+    payload: dict[str, Any] | None
+
+
+class Sm4AsyncBureau(MockServer):
+    """An sm4-async bureau for one region, seeded from ``seeds/<region>.json``.
+
+    Services: ``POST /api/person/query``, ``/api/contribution/query``,
+    ``/api/enrolment/submit`` and ``/api/task/result``. Requests are checked in the
+    document's order (form fields ``40005``, ``appid`` ``40004``, signature
+    ``40001``, timestamp ``40002``, decryption ``40003``, JSON fields ``40005``);
+    every answer is signed and a success's ``data`` is sealed with a fresh IV.
+
+    Submissions are asynchronous: a task is ``PROCESSING`` until
+    ``processing_delay`` seconds of ``clock`` after its submission, then decided in
+    submission order (``SUCCESS`` creating the records, or ``FAILED`` with ``61001``
+    or ``61005``). ``settle()`` decides every pending task at once. ``clock`` also
+    drives the timestamp window and acceptance dates.
+
+    Persons seeded with ``"slow": true`` make ``person/query`` and
+    ``contribution/query`` about them wait ``slow_seconds`` (real time) before
+    answering; ``stop()`` cuts the wait short and the request is dropped.
+
+    ``appid`` / ``sm4_key`` / ``mac_key`` are the issued credentials (the names the
+    adapter is configured with); ``app_id`` / ``app_secret`` are aliases of
+    ``appid`` / ``mac_key`` for the shared CLI and sandbox. Fault routes are ``*``
+    or a service path such as ``/api/enrolment/submit``; ``rate_limit`` answers
+    ``42900`` with 429 and ``Retry-After``, ``error`` answers ``50000`` with the
+    fault's status, and ``drop_after`` on a submit registers the task and then
+    closes the connection.
+    """
+
+    dialect = "sm4-async"
+
+    def __init__(
+        self,
+        region: str,
+        *,
+        appid: str = DEFAULT_APPID,
+        sm4_key: str | None = None,
+        mac_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+        seed: bool = True,
+        processing_delay: float = 0.5,
+        slow_seconds: float = 30.0,
+        app_id: str | None = None,
+        app_secret: str | None = None,
+    ) -> None:
+        if not _REGION.fullmatch(region):
+            raise ValueError(f"region must be a six-digit code, got {region!r}")
+        if app_id is not None:
+            if appid not in (DEFAULT_APPID, app_id):
+                raise ValueError("give appid or its alias app_id, not both")
+            appid = app_id
+        if app_secret is not None:
+            if mac_key not in (None, app_secret):
+                raise ValueError("give mac_key or its alias app_secret, not both")
+            mac_key = app_secret
+        if not appid or mac_key == "":
+            raise ValueError("appid and mac_key must not be empty")
+        if not processing_delay >= 0 or not slow_seconds >= 0:
+            raise ValueError("processing_delay and slow_seconds must not be negative")
+        self.region = region
+        self.appid = appid
+        self.sm4_key = sm4_key if sm4_key is not None else sandbox_sm4_key(region)
+        self.mac_key = mac_key if mac_key is not None else sandbox_mac_key(region)
+        self.processing_delay = processing_delay
+        self.slow_seconds = slow_seconds
+        self._codec = Codec(crypto.parse_sm4_key(self.sm4_key), self.mac_key)
+        self._clock = clock
+        self._store = Store(region, seed=seed, clock=clock, processing_delay=processing_delay)
+        self._halt = threading.Event()
+        self._local = threading.local()
+        self._services: dict[str, Callable[[dict[str, Any]], object]] = {
+            "/api/person/query": self._person_query,
+            "/api/contribution/query": self._contribution_query,
+            "/api/enrolment/submit": self._enrolment_submit,
+            "/api/task/result": self._task_result,
+        }
+        super().__init__(host=host, port=port)
+
+    @property
+    def app_id(self) -> str:
+        """Alias of ``appid``."""
+        return self.appid
+
+    @property
+    def app_secret(self) -> str:
+        """Alias of ``mac_key``."""
+        return self.mac_key
+
+    # Test helpers
+
+    def tasks(self) -> list[Task]:
+        """Every task in submission order, due ones decided (unmasked: for in-process tests)."""
+        return self._store.tasks()
+
+    def settle(self) -> list[Task]:
+        """Decide every pending task now, whatever the clock says; returns all tasks."""
+        return self._store.settle()
+
+    def describe(self) -> str:
+        line = f"sm4-async mock bureau, region {self.region}: {self.base_url} appid={self.appid}"
+        # Sandbox keys are public test data; caller-chosen keys are never printed.
+        if self.sm4_key == sandbox_sm4_key(self.region):
+            line += f" sm4_key={self.sm4_key}"
+        if self.mac_key == sandbox_mac_key(self.region):
+            line += f" mac_key={self.mac_key}"
+        return line
+
+    def stop(self) -> None:
+        self._halt.set()
+        super().stop()
+
+    # MockServer hooks
+
+    def dispatch(self, request: Request) -> Response | None:
+        try:
+            return super().dispatch(request)
+        except _Halted:
+            return None
+        finally:
+            self._local.incoming = None
+
+    def handle(self, request: Request) -> Response:
+        service = self._services.get(request.path)
+        if service is None:
+            return self._codec.respond(wire.MALFORMED, detail="unknown service", status=HTTPStatus.NOT_FOUND)
+        if request.method != "POST":
+            return self._codec.respond(wire.MALFORMED, detail="use POST", status=HTTPStatus.METHOD_NOT_ALLOWED)
+        try:
+            payload = self._authenticate(request)
+            return self._codec.respond(wire.OK, service(payload))
+        except BureauError as error:
+            return self._codec.failure(error)
+
+    def inspect(self, request: Request) -> RequestKeys:
+        payload = self._incoming(request).payload or {}
+        person_id, biz_no = payload.get("idNo"), payload.get("bizNo")
+        return RequestKeys(
+            person_id=person_id if isinstance(person_id, str) else None,
+            biz_no=biz_no if isinstance(biz_no, str) else None,
+        )
+
+    def fault_response(self, fault: Fault) -> Response:
+        if fault.kind is FaultKind.RATE_LIMIT:
+            return self._codec.respond(wire.RATE_LIMITED, headers={"Retry-After": str(fault.retry_after)})
+        return self._codec.respond(wire.BUREAU_FAILURE, status=fault.status)
+
+    def state(self) -> object:
+        return {
+            "dialect": self.dialect,
+            "region": self.region,
+            "tasks": [task.masked() for task in self._store.tasks()],
+        }
+
+    def reset_state(self) -> None:
+        self._store.reset()
+
+    # Reading requests
+
+    def _incoming(self, request: Request) -> _Incoming:
+        """The payload if the form's ``data`` decrypts; read once per request (inspect and
+        handle share it), trusted only after ``_authenticate``'s checks."""
+        cached: _Incoming | None = getattr(self._local, "incoming", None)
+        if cached is not None and cached.request is request:
+            return cached
+        form = wire.peek_form(request.body) if request.body else {}
+        try:
+            payload: dict[str, Any] | None = self._codec.open(form["data"]) if form.get("data") else None
+        except BureauError:
+            payload = None
+        incoming = _Incoming(request, payload)
+        self._local.incoming = incoming
+        return incoming
+
+    def _authenticate(self, request: Request) -> dict[str, Any]:
+        """The request's JSON object once every check of the document has passed."""
+        form = wire.read_form(request.body, request.headers)
+        if not hmac.compare_digest(form["appid"].encode("utf-8"), self.appid.encode("utf-8")):
+            raise BureauError(wire.UNKNOWN_APP)
+        signed = {key: form[key] for key in ("appid", "data", "nonce", "timestamp")}
+        if not crypto.same_signature(crypto.sign(self.mac_key, signed), form["sign"]):
+            raise BureauError(wire.BAD_SIGNATURE)
+        if abs(self._clock() * 1000 - int(form["timestamp"])) > wire.WINDOW_MS:
+            raise BureauError(wire.STALE_TIMESTAMP)
+        incoming = self._incoming(request)
+        if incoming.payload is not None:
+            return incoming.payload
+        return self._codec.open(form["data"])  # raises the precise 40003
+
+    def _hold_if_slow(self, id_number: str) -> None:
+        """Keep a slow person's query waiting; give up (answer nothing) if the server stops."""
+        if self._store.is_slow(id_number) and self._halt.wait(self.slow_seconds):
+            raise _Halted
+
+    # Services
+
+    def _person_query(self, payload: dict[str, Any]) -> object:
+        query = wire.parse_person_query(payload)
+        if not has_valid_check_digit(query.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        self._hold_if_slow(query.id_number)
+        return {"records": [record.to_wire() for record in self._store.records(query.id_number, query.name)]}
+
+    def _contribution_query(self, payload: dict[str, Any]) -> object:
+        query = wire.parse_contribution_query(payload)
+        if not has_valid_check_digit(query.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        self._hold_if_slow(query.id_number)
+        months = self._store.months(query.id_number, query.name, query.start_month, query.end_month)
+        return {"months": [month.to_wire() for month in months]}
+
+    def _enrolment_submit(self, payload: dict[str, Any]) -> object:
+        submit = wire.parse_enrolment_submit(payload)
+        if not has_valid_check_digit(submit.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        return self._store.submit(submit).acknowledgement()
+
+    def _task_result(self, payload: dict[str, Any]) -> object:
+        task = self._store.task(wire.parse_task_query(payload))
+        if task is None:
+            raise BureauError(wire.NO_SUCH_TASK)
+        return task.result()
