@@ -23,6 +23,7 @@ from .errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
+from .exactly_once import send_at_most_once
 from .models import (
     INSURANCE_TYPES,
     ContributionMonth,
@@ -88,4 +89,5 @@ __all__ = [
     "UpstreamServerError",
     "UpstreamTimeout",
     "money",
+    "send_at_most_once",
 ]

@@ -14,7 +14,13 @@ import msgspec
 
 from .context import CallContext
 from .http import CallObserver, UpstreamPolicy
-from .models import ContributionMonth, EnrolmentReceipt, EnrolmentSubmission, ParticipationRecord, Person
+from .models import (
+    ContributionMonth,
+    EnrolmentReceipt,
+    EnrolmentSubmission,
+    ParticipationRecord,
+    Person,
+)
 
 __all__ = [
     "Adapter",

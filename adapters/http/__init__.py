@@ -2,7 +2,13 @@
 
 from .circuit import CircuitBreaker, CircuitState
 from .client import CallObserver, UpstreamCall, UpstreamClient
-from .policy import CircuitPolicy, ConnectionLimits, RetryPolicy, Timeouts, UpstreamPolicy
+from .policy import (
+    CircuitPolicy,
+    ConnectionLimits,
+    RetryPolicy,
+    Timeouts,
+    UpstreamPolicy,
+)
 from .retry import build_retrying, retry_after_seconds
 
 __all__ = [

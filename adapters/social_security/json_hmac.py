@@ -21,15 +21,13 @@ import msgspec
 from ..base import HttpAdapter
 from ..context import CallContext
 from ..errors import (
-    AmbiguousOutcome,
     BusinessRejection,
     ConfigurationError,
     UpstreamAuthenticationError,
-    UpstreamError,
     UpstreamNotFound,
     UpstreamProtocolError,
-    UpstreamServerError,
 )
+from ..exactly_once import send_at_most_once
 from ..http import RetryPolicy, UpstreamPolicy
 from ..models import (
     Employer,
@@ -245,29 +243,13 @@ class JsonHmacBureauAdapter(HttpAdapter):
                 "baseAmount": yuan_to_fen(submission.contribution_base),
             }
         )
-        for _ in range(self.max_submit_rounds):
-            try:
-                return await self.client.call(
-                    "POST", SUBMIT_PATH, self._receipt, operation="enrolment.submit",
-                    context=context, idempotent=False, content=body, headers={"Content-Type": "application/json"},
-                )
-            except AmbiguousOutcome:
-                pass
-            # Sent, but no answer: ask before sending again, never submit blind.
-            try:
-                found = await self.find_enrolment(submission.reference, context=context)
-            except UpstreamError as exc:
-                raise AmbiguousOutcome(
-                    f"enrolment {submission.reference} may or may not have landed; the bureau cannot be asked now",
-                    upstream=self.name,
-                ) from exc
-            if found is not None:
-                return found
-        # Every round was lost and each time the bureau confirmed it had nothing: the
-        # enrolment did not land, so this is an ordinary (retryable) failure.
-        raise UpstreamServerError(
-            f"enrolment {submission.reference} was lost {self.max_submit_rounds} times and did not land",
-            upstream=self.name,
+        return await send_at_most_once(
+            lambda: self.client.call(
+                "POST", SUBMIT_PATH, self._receipt, operation="enrolment.submit",
+                context=context, idempotent=False, content=body, headers={"Content-Type": "application/json"},
+            ),
+            lambda: self.find_enrolment(submission.reference, context=context),
+            reference=f"enrolment {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
         )
 
     async def find_enrolment(self, reference: str, *, context: CallContext) -> EnrolmentReceipt | None:

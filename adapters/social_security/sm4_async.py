@@ -55,6 +55,7 @@ from ..errors import (
     UpstreamRateLimited,
     UpstreamServerError,
 )
+from ..exactly_once import send_at_most_once
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
     ContributionMonth,
@@ -688,37 +689,19 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
     async def submit_enrolment(self, submission: EnrolmentSubmission, *, context: CallContext) -> EnrolmentReceipt:
         reference = submission.reference
         payload = self._enrolment_payload(submission)
-        ticket: str | None = None
-        for _ in range(self.max_submit_rounds):
-            try:
-                ticket = await self._call(
-                    SUBMIT_PATH, payload, self._ticket_for(reference),
-                    operation="enrolment.submit", context=context, idempotent=False,
-                )
-                break
-            except AmbiguousOutcome:
-                pass
-            # Sent, but no answer: ask before sending again, never submit blind.
-            try:
-                found = await self._task_result(context=context, reference=reference)
-            except UpstreamError as exc:
-                raise AmbiguousOutcome(
-                    f"enrolment {reference} may or may not have landed; the bureau cannot be asked now",
-                    upstream=self.name,
-                ) from exc
-            if found is not None:
-                if found.state != "PROCESSING":
-                    return self._outcome(reference, found)
-                ticket = found.ticket
-                break
-        if ticket is None:
-            # Every round was lost and each time the bureau confirmed it had nothing:
-            # the enrolment did not land, so this is an ordinary (retryable) failure.
-            raise UpstreamServerError(
-                f"enrolment {reference} was lost {self.max_submit_rounds} times and did not land",
-                upstream=self.name,
-            )
-        return await self._await_outcome(reference, ticket, context)
+        sent = await send_at_most_once(
+            lambda: self._call(
+                SUBMIT_PATH, payload, self._ticket_for(reference),
+                operation="enrolment.submit", context=context, idempotent=False,
+            ),
+            lambda: self._task_result(context=context, reference=reference),
+            reference=f"enrolment {reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+        if isinstance(sent, str):  # a ticket: the bureau took it and decides later
+            return await self._await_outcome(reference, sent, context)
+        if sent.state != "PROCESSING":  # an earlier, lost submission was found decided
+            return self._outcome(reference, sent)
+        return await self._await_outcome(reference, sent.ticket, context)
 
     async def _await_outcome(self, reference: str, ticket: str, context: CallContext) -> EnrolmentReceipt:
         """Poll ``task/result`` until the bureau decides, for at most ``poll_timeout``
