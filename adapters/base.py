@@ -29,6 +29,9 @@ class HttpAdapter:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     policy: ClassVar[UpstreamPolicy] = UpstreamPolicy()
     required_credentials: ClassVar[tuple[str, ...]] = ()
+    #: One deployment of this upstream serves one region, and its answers do not say
+    #: which: an instance must then be configured with exactly one region.
+    one_region: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -38,6 +41,10 @@ class HttpAdapter:
         transport: httpx.AsyncBaseTransport | None = None,
         policy: UpstreamPolicy | None = None,
     ) -> None:
+        if self.one_region and len(config.regions) != 1:
+            raise ConfigurationError(
+                f"adapter {config.name!r} ({self.dialect}) serves exactly one region, got {list(config.regions)}"
+            )
         missing = [key for key in self.required_credentials if not config.credentials.get(key)]
         if missing:
             raise ConfigurationError(f"adapter {config.name!r} ({self.dialect}) is missing credentials: {', '.join(missing)}")

@@ -22,7 +22,6 @@ from ..base import HttpAdapter
 from ..context import CallContext
 from ..errors import (
     BusinessRejection,
-    ConfigurationError,
     UpstreamAuthenticationError,
     UpstreamNotFound,
     UpstreamProtocolError,
@@ -131,17 +130,13 @@ class JsonHmacBureauAdapter(HttpAdapter):
     policy: ClassVar[UpstreamPolicy] = UpstreamPolicy(
         retry=RetryPolicy(max_attempts=4, initial_backoff=0.2, max_backoff=2.0, deadline=15.0, max_retry_after=10.0)
     )
+    one_region: ClassVar[bool] = True  # One json-hmac deployment is one city's bureau; its records carry no region.
     required_credentials: ClassVar[tuple[str, ...]] = ("app_id", "app_secret")
 
     #: How many times a submission whose outcome was ambiguous is checked and re-sent.
     max_submit_rounds: ClassVar[int] = 3
 
     def __init__(self, config: AdapterConfig, **kwargs: Any) -> None:
-        if len(config.regions) != 1:
-            # One json-hmac deployment is one city's bureau; its records carry no region.
-            raise ConfigurationError(
-                f"adapter {config.name!r} (json-hmac) serves exactly one region, got {list(config.regions)}"
-            )
         super().__init__(config, **kwargs)
         self.page_size = int(config.options.get("page_size", 50))
 

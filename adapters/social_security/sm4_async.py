@@ -32,7 +32,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -56,6 +55,11 @@ from ..errors import (
     UpstreamServerError,
 )
 from ..exactly_once import send_at_most_once
+from ..values import format_yuan as format_money
+from ..values import parse_yuan as parse_money
+from ..values import parse_yyyymm as parse_period
+from ..values import period_slices
+from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
     ContributionMonth,
@@ -67,7 +71,6 @@ from ..models import (
     ParticipationStatus,
     PaymentStatus,
     Person,
-    money,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
 
@@ -129,9 +132,6 @@ _REJECTION_FIELDS = {"61001": "insurance_types", "61003": "id_number", "61005": 
 
 _SM4_KEY = re.compile(r"[0-9a-fA-F]{32}")
 _DATE = re.compile(r"\d{8}")
-_WIRE_PERIOD = re.compile(r"\d{4}(0[1-9]|1[0-2])")
-_CANONICAL_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-_MONEY = re.compile(r"-?\d+(\.\d{1,2})?")
 
 _BLOCK = 16  # SM4's block (and IV) size in bytes
 
@@ -264,18 +264,8 @@ class Sm4AsyncAuth(httpx.Auth):
 # -- value formats ---------------------------------------------------------------------
 
 
-def parse_money(value: str | None) -> Decimal | None:
-    """Yuan as a decimal string (``"6000.00"``) -> ``Decimal``; empty -> ``None``."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not _MONEY.fullmatch(value):
-        raise ValueError(f"bad amount {value!r}")
-    return money(value)
 
 
-def format_money(amount: Decimal) -> str:
-    """``Decimal`` -> yuan with exactly two places, never in exponent notation."""
-    return format(money(amount), "f")
 
 
 def parse_date(value: str | None) -> dt.date | None:
@@ -287,28 +277,12 @@ def parse_date(value: str | None) -> dt.date | None:
     return dt.datetime.strptime(value, "%Y%m%d").date()
 
 
-def parse_period(value: str | None) -> str | None:
-    """``yyyyMM`` -> ``YYYY-MM``; empty -> ``None``."""
-    if not value:
-        return None
-    if not isinstance(value, str) or not _WIRE_PERIOD.fullmatch(value):
-        raise ValueError(f"bad period {value!r}")
-    return f"{value[:4]}-{value[4:]}"
 
 
-def to_wire_period(period: str) -> str:
-    """``YYYY-MM`` -> ``yyyyMM`` (refusing anything else)."""
-    if not isinstance(period, str) or not _CANONICAL_PERIOD.fullmatch(period):
-        raise ValueError(f"a period must be YYYY-MM, got {period!r}")
-    return period.replace("-", "")
 
 
-def _month_index(period: str) -> int:
-    return int(period[:4]) * 12 + int(period[4:]) - 1
 
 
-def _wire_period_of(index: int) -> str:
-    return f"{index // 12:04d}{index % 12 + 1:02d}"
 
 
 def _str(raw: dict[str, Any], key: str) -> str:
@@ -387,6 +361,7 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
             not_applied_statuses=frozenset({429}),
         )
     )
+    one_region: ClassVar[bool] = True  # One sm4-async deployment serves one region; its records carry no region.
     required_credentials: ClassVar[tuple[str, ...]] = ("appid", "sm4_key", "mac_key")
 
     #: How many times a submission whose outcome was ambiguous is checked and re-sent.
@@ -405,11 +380,6 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         **kwargs: Any,
     ) -> None:
-        if len(config.regions) != 1:
-            # One sm4-async deployment serves one region; its records carry no region.
-            raise ConfigurationError(
-                f"adapter {config.name!r} (sm4-async) serves exactly one region, got {list(config.regions)}"
-            )
         self.poll_interval = self._seconds_option(config, "poll_interval", self.default_poll_interval, positive=True)
         self.poll_timeout = self._seconds_option(config, "poll_timeout", self.default_poll_timeout, positive=False)
         super().__init__(config, **kwargs)  # checks the credentials, then build_auth
@@ -575,18 +545,13 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
 
         A range longer than the bureau accepts in one query is asked for in
         consecutive slices of at most ``MAX_PERIOD_SPAN`` months."""
-        first = _month_index(to_wire_period(from_period))
-        last = _month_index(to_wire_period(to_period))
-        if first > last:
-            raise ValueError(f"from_period {from_period} is after to_period {to_period}")
         months: list[ContributionMonth] = []
-        for start in range(first, last + 1, MAX_PERIOD_SPAN):
-            end = min(start + MAX_PERIOD_SPAN - 1, last)
+        for start, end in period_slices(from_period, to_period, MAX_PERIOD_SPAN):
             payload = {
                 "idNo": person.id_number,
                 "name": person.name,
-                "startMonth": _wire_period_of(start),
-                "endMonth": _wire_period_of(end),
+                "startMonth": start,
+                "endMonth": end,
             }
             months += await self._call(
                 CONTRIBUTION_PATH, payload, self._months,

@@ -20,7 +20,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
 import defusedxml.ElementTree as SafeET
@@ -39,6 +38,11 @@ from ..errors import (
     UpstreamServerError,
 )
 from ..exactly_once import send_at_most_once
+from ..values import format_yuan as format_money
+from ..values import parse_yuan as parse_money
+from ..values import parse_yyyymm as parse_period
+from ..values import period_slices
+from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
     ContributionMonth,
@@ -50,7 +54,6 @@ from ..models import (
     ParticipationStatus,
     PaymentStatus,
     Person,
-    money,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
 
@@ -98,9 +101,6 @@ _FIELD_OF_ELEMENT = {
 MAX_PERIOD_SPAN = 36
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_WIRE_PERIOD = re.compile(r"\d{4}(0[1-9]|1[0-2])")
-_CANONICAL_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-_MONEY = re.compile(r"-?\d+(\.\d{1,2})?")
 
 
 class SessionExpired(UpstreamAuthenticationError):
@@ -114,18 +114,8 @@ class SessionExpired(UpstreamAuthenticationError):
 # -- value formats ---------------------------------------------------------------------
 
 
-def parse_money(value: str | None) -> Decimal | None:
-    """Yuan as a decimal string (``"3604.00"``) -> ``Decimal``; empty -> ``None``."""
-    if not value:
-        return None
-    if not _MONEY.fullmatch(value):  # no exponents, NaN, Infinity or thousands separators
-        raise ValueError(f"bad amount {value!r}")
-    return money(value)
 
 
-def format_money(amount: Decimal) -> str:
-    """``Decimal`` -> yuan with exactly two places, never in exponent notation."""
-    return format(money(amount), "f")
 
 
 def parse_date(value: str | None) -> dt.date | None:
@@ -138,28 +128,12 @@ def parse_date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
-def parse_period(value: str | None) -> str | None:
-    """``yyyyMM`` -> ``YYYY-MM``; empty -> ``None``."""
-    if not value:
-        return None
-    if not _WIRE_PERIOD.fullmatch(value):
-        raise ValueError(f"bad period {value!r}")
-    return f"{value[:4]}-{value[4:]}"
 
 
-def to_wire_period(period: str) -> str:
-    """``YYYY-MM`` -> ``yyyyMM`` (refusing anything else)."""
-    if not isinstance(period, str) or not _CANONICAL_PERIOD.fullmatch(period):
-        raise ValueError(f"a period must be YYYY-MM, got {period!r}")
-    return period.replace("-", "")
 
 
-def _month_index(period: str) -> int:
-    return int(period[:4]) * 12 + int(period[4:]) - 1
 
 
-def _wire_period_of(index: int) -> str:
-    return f"{index // 12:04d}{index % 12 + 1:02d}"
 
 
 def _text(parent: ET.Element, tag: str) -> str | None:
@@ -224,6 +198,7 @@ class XmlGbkBureauAdapter(HttpAdapter):
             not_applied_statuses=frozenset({429, 503}),
         )
     )
+    one_region: ClassVar[bool] = True  # One xml-gbk deployment is one region's bureau; its records carry no region.
     required_credentials: ClassVar[tuple[str, ...]] = ("user_id", "password")
 
     #: How many times a submission whose outcome was ambiguous is checked and re-sent.
@@ -234,11 +209,6 @@ class XmlGbkBureauAdapter(HttpAdapter):
     def __init__(
         self, config: AdapterConfig, *, clock: Callable[[], float] = time.monotonic, **kwargs: Any
     ) -> None:
-        if len(config.regions) != 1:
-            # One xml-gbk deployment is one region's bureau; its records carry no region.
-            raise ConfigurationError(
-                f"adapter {config.name!r} (xml-gbk) serves exactly one region, got {list(config.regions)}"
-            )
         super().__init__(config, **kwargs)
         for key in self.required_credentials:
             try:
@@ -522,20 +492,15 @@ class XmlGbkBureauAdapter(HttpAdapter):
 
         A range longer than the bureau accepts in one ``Q002`` is asked for in
         consecutive slices of at most ``MAX_PERIOD_SPAN`` months."""
-        first = _month_index(to_wire_period(from_period))
-        last = _month_index(to_wire_period(to_period))
-        if first > last:
-            raise ValueError(f"from_period {from_period} is after to_period {to_period}")
         months: list[ContributionMonth] = []
-        for start in range(first, last + 1, MAX_PERIOD_SPAN):
-            end = min(start + MAX_PERIOD_SPAN - 1, last)
+        for start, end in period_slices(from_period, to_period, MAX_PERIOD_SPAN):
             body = _element(
                 "Body",
                 [
                     ("IdNo", person.id_number),
                     ("Name", person.name),
-                    ("FromPeriod", _wire_period_of(start)),
-                    ("ToPeriod", _wire_period_of(end)),
+                    ("FromPeriod", start),
+                    ("ToPeriod", end),
                 ],
             )
             months += await self._exchange(
