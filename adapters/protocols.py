@@ -16,10 +16,16 @@ from .context import CallContext
 from .http import CallObserver, UpstreamPolicy
 from .models import (
     ContributionMonth,
+    DeclarationReceipt,
+    DeclarationSubmission,
     EnrolmentReceipt,
     EnrolmentSubmission,
     ParticipationRecord,
     Person,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
 )
 
 __all__ = [
@@ -31,7 +37,10 @@ __all__ = [
     "BureauAdapter",
     "Capability",
     "ContributionHistory",
+    "Declarations",
     "ErpAdapter",
+    "TransfersIn",
+    "TransfersOut",
 ]
 
 AdapterKind = Literal["social_security", "bank", "erp"]
@@ -45,6 +54,9 @@ class Capability(enum.StrEnum):
     ENROLMENT = "enrolment"
     ENROLMENT_LOOKUP = "enrolment_lookup"
     CONTRIBUTION_HISTORY = "contribution_history"
+    DECLARATION = "declaration"
+    TRANSFER_OUT = "transfer_out"
+    TRANSFER_IN = "transfer_in"
     # bank
     PAYMENT_INITIATION = "payment_initiation"
     PAYMENT_STATUS = "payment_status"
@@ -121,6 +133,51 @@ class ContributionHistory(Protocol):
         self, person: Person, from_period: str, to_period: str, *, context: CallContext
     ) -> list[ContributionMonth]:
         """Months ``from_period``..``to_period`` (``YYYY-MM``, inclusive) the bureau holds."""
+        ...
+
+
+@runtime_checkable
+class Declarations(Protocol):
+    """Optional for bureaus (``Capability.DECLARATION``): monthly declarations.
+
+    A bureau may decide at once or later; ``pending`` receipts are polled with
+    ``find_declaration`` until decided.
+    """
+
+    async def submit_declaration(self, submission: DeclarationSubmission, *, context: CallContext) -> DeclarationReceipt:
+        """Declare; safe to call again with the same ``submission.reference``."""
+        ...
+
+    async def find_declaration(self, reference: str, *, context: CallContext) -> DeclarationReceipt | None:
+        """The bureau's state of declaration ``reference``, or ``None`` if it never landed."""
+        ...
+
+
+@runtime_checkable
+class TransfersOut(Protocol):
+    """Optional for bureaus (``Capability.TRANSFER_OUT``): the source side of a transfer."""
+
+    async def submit_transfer_out(
+        self, submission: TransferOutSubmission, *, context: CallContext
+    ) -> TransferOutProgress:
+        """Submit the transfer application; safe to call again with the same reference."""
+        ...
+
+    async def transfer_out_status(self, reference: str, *, context: CallContext) -> TransferOutProgress | None:
+        """Where transfer ``reference`` stands at the source, or ``None`` if it never landed."""
+        ...
+
+
+@runtime_checkable
+class TransfersIn(Protocol):
+    """Optional for bureaus (``Capability.TRANSFER_IN``): the target side of a transfer."""
+
+    async def submit_transfer_in(self, submission: TransferInSubmission, *, context: CallContext) -> TransferInReceipt:
+        """Register the carried insurance; safe to call again with the same reference."""
+        ...
+
+    async def find_transfer_in(self, reference: str, *, context: CallContext) -> TransferInReceipt | None:
+        """The target bureau's state of transfer-in ``reference``, or ``None`` if it never landed."""
         ...
 
 

@@ -59,7 +59,9 @@ class SearchResult:
     def paid_months(self) -> dict[str, int]:
         totals: dict[str, int] = defaultdict(int)
         for rec in self.records:
-            totals[rec.insurance_type] += rec.paid_months
+            # A transferred-out record's months now belong to the region it moved to.
+            if rec.status != "transferred":
+                totals[rec.insurance_type] += rec.paid_months
         return dict(sorted(totals.items()))
 
     def multiple_active(self) -> dict[str, list[str]]:
