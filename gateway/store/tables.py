@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -21,7 +22,24 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit_events", "clients", "enrolments", "idempotency_records", "metadata", "policy_versions"]
+__all__ = [
+    "audit_events",
+    "clients",
+    "declaration_lines",
+    "declarations",
+    "enrolments",
+    "idempotency_records",
+    "metadata",
+    "policy_versions",
+    "terminations",
+    "transfer_events",
+    "transfers",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_events",
+    "work_lease_columns",
+]
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -155,4 +173,189 @@ policy_versions = Table(
     Column("idempotency_token", String(40), nullable=True, unique=True),
     # Two replicas numbering a region's next version at once: one of them must lose.
     UniqueConstraint("environment", "region", "version"),
+)
+
+
+def work_lease_columns() -> list[Column[object]]:
+    """Columns of a row that a background worker polls: when it is next due, and who
+    holds it until when. A worker claims a row with one conditional UPDATE (never
+    SELECT … FOR UPDATE, which SQLite lacks), so two replicas never work one row at once."""
+    return [
+        Column("next_poll_at", UtcDateTime, nullable=True, index=True),
+        Column("locked_until", UtcDateTime, nullable=True),
+        Column("lease_holder", String(40), nullable=True),
+        Column("poll_attempts", Integer, nullable=False, default=0),
+    ]
+
+
+# A monthly declaration of one employer to one region's bureau. Lines are in
+# ``declaration_lines``; ``totals`` is JSON of the accepted/declared amounts.
+declarations = Table(
+    "declarations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("region", String(6), nullable=False),
+    Column("upstream", String(100), nullable=False),
+    Column("employer_uscc", String(18), nullable=False),
+    Column("employer_name", String(200), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("policy_version", String(40), nullable=False),
+    Column("all_or_nothing", Boolean, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("bureau_reference", String(64), nullable=True),
+    Column("totals", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+declaration_lines = Table(
+    "declaration_lines",
+    metadata,
+    Column("declaration_id", String(40), ForeignKey("declarations.id"), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("person_bidx", String(64), nullable=True, index=True),
+    Column("id_number_enc", Text, nullable=False),
+    Column("name_enc", Text, nullable=False),
+    Column("change", String(10), nullable=False),
+    Column("salary", String(20), nullable=True),
+    Column("contribution_base", String(20), nullable=True),
+    Column("base_clamped", String(10), nullable=True),  # floor | ceiling | None
+    Column("hire_date", String(10), nullable=True),
+    Column("leave_date", String(10), nullable=True),
+    Column("amounts", Text, nullable=True),  # JSON: per insurance type and side, prorated
+    Column("status", String(12), nullable=False),  # invalid | pending | accepted | rejected
+    Column("problems", Text, nullable=True),  # JSON: validation errors and warnings
+    Column("upstream_code", String(40), nullable=True),
+    Column("upstream_message", Text, nullable=True),
+)
+
+# A transfer of the insurance relationship from one region to another: the transfer
+# out at the source bureau, then the transfer in at the target bureau.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("from_region", String(6), nullable=False),
+    Column("to_region", String(6), nullable=False),
+    Column("source_upstream", String(100), nullable=False),
+    Column("target_upstream", String(100), nullable=False),
+    Column("person_bidx", String(64), nullable=False, index=True),
+    Column("id_number_enc", Text, nullable=False),
+    Column("name_enc", Text, nullable=False),
+    Column("insurance_types", String(200), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("bureau_reference", String(64), nullable=True),
+    Column("target_reference", String(40), nullable=False, unique=True),
+    Column("target_bureau_reference", String(64), nullable=True),
+    Column("carried", Text, nullable=True),  # JSON: months, start date, funds per type
+    Column("reason", Text, nullable=True),  # JSON: the bureau's code and message
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+transfer_events = Table(
+    "transfer_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("transfer_id", String(40), ForeignKey("transfers.id"), nullable=False, index=True),
+    Column("stage", String(24), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("detail", Text, nullable=True),  # JSON
+    UniqueConstraint("transfer_id", "stage"),
+)
+
+# Stopping contributions from a leave date (sent to the bureau as a one-line
+# ``leave`` declaration).
+terminations = Table(
+    "terminations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("region", String(6), nullable=False),
+    Column("upstream", String(100), nullable=False),
+    Column("person_bidx", String(64), nullable=False, index=True),
+    Column("id_number_enc", Text, nullable=False),
+    Column("name_enc", Text, nullable=False),
+    Column("employer_uscc", String(18), nullable=False),
+    Column("employer_name", String(200), nullable=False),
+    Column("leave_date", String(10), nullable=False),
+    Column("insurance_types", String(200), nullable=False),
+    Column("reason", String(40), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("bureau_reference", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Webhooks: endpoints registered by clients; events written, with one delivery per
+# subscribed endpoint, in the same transaction as the change they announce (an
+# outbox); deliveries retried with backoff until delivered or given up; every attempt kept.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", Text, nullable=False),  # space-separated event types or patterns
+    Column("description", String(200), nullable=True),
+    Column("secret_enc", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime, nullable=True),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body delivered (no plaintext PII)
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("event_id", String(40), ForeignKey("webhook_events.id"), nullable=False, index=True),
+    Column("endpoint_id", String(40), ForeignKey("webhook_endpoints.id"), nullable=False, index=True),
+    Column("status", String(12), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True, index=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("lease_holder", String(40), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("event_id", "endpoint_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
 )

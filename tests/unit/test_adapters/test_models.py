@@ -47,7 +47,7 @@ def test_insurance_types_tuple_matches_the_literal() -> None:
 
 
 def test_participation_statuses() -> None:
-    assert set(typing.get_args(ParticipationStatus)) == {"active", "suspended", "terminated"}
+    assert set(typing.get_args(ParticipationStatus)) == {"active", "suspended", "terminated", "transferred"}
 
 
 def test_person_refuses_unknown_fields() -> None:
