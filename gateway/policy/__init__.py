@@ -5,7 +5,7 @@
 ``calculator``: base, share of the month and amounts under one version.
 """
 
-from .calculator import Calculation, CalculationInput, calculate, check_input
+from .calculator import Calculation, CalculationInput, calculate, check_input, period_start
 from .catalogue import PolicyCatalogue, china_today, in_force, resolve
 from .model import PolicyTerms, PolicyVersion, Proration, Rates, Rounding, SideRates, check_terms
 from .shipped import PolicyDataError, RegionName, region_name, shipped_regions
@@ -27,6 +27,7 @@ __all__ = [
     "check_terms",
     "china_today",
     "in_force",
+    "period_start",
     "region_name",
     "resolve",
     "shipped_regions",

@@ -37,6 +37,7 @@ __all__ = [
     "calculate",
     "check_input",
     "month_share",
+    "period_start",
     "round_amount",
 ]
 
@@ -118,7 +119,7 @@ def check_input(
         salary = check_amount(salary, "salary")
     if base is not None:
         base = check_amount(base, "base")
-    first_day = _first_day(period)
+    first_day = period_start(period)
     last_day = first_day.replace(day=calendar.monthrange(first_day.year, first_day.month)[1])
     if hire_date is not None and hire_date > last_day:
         raise ProblemError(
@@ -129,7 +130,8 @@ def check_input(
     return CalculationInput(period, first_day, salary, base, hire_date)
 
 
-def _first_day(period: str) -> dt.date:
+def period_start(period: str) -> dt.date:
+    """The first day of a ``YYYY-MM`` period the catalogue can cover, or ``invalid_period``."""
     match = _PERIOD.fullmatch(period)
     if match and 1 <= int(match.group(2)) <= 12 and EARLIEST.year <= int(match.group(1)) <= LATEST.year:
         return dt.date(int(match.group(1)), int(match.group(2)), 1)

@@ -257,6 +257,7 @@ transfers = Table(
     Column("bureau_reference", String(64), nullable=True),
     Column("target_reference", String(40), nullable=False, unique=True),
     Column("target_bureau_reference", String(64), nullable=True),
+    Column("source_records", Text, nullable=True),  # JSON: what the source held when applied (no PII)
     Column("carried", Text, nullable=True),  # JSON: months, start date, funds per type
     Column("reason", Text, nullable=True),  # JSON: the bureau's code and message
     *work_lease_columns(),

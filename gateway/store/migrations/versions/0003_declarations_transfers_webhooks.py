@@ -100,6 +100,7 @@ def upgrade() -> None:
     sa.Column('bureau_reference', sa.String(length=64), nullable=True),
     sa.Column('target_reference', sa.String(length=40), nullable=False),
     sa.Column('target_bureau_reference', sa.String(length=64), nullable=True),
+    sa.Column('source_records', sa.Text(), nullable=True),
     sa.Column('carried', sa.Text(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('next_poll_at', sa.DateTime(timezone=True), nullable=True),
