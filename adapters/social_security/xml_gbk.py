@@ -45,7 +45,13 @@ from ..values import period_slices
 from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
+    CarriedInsurance,
     ContributionMonth,
+    DeclarationChange,
+    DeclarationLine,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
@@ -54,6 +60,10 @@ from ..models import (
     ParticipationStatus,
     PaymentStatus,
     Person,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
 
@@ -84,8 +94,19 @@ _TYPE_TO_CODE: dict[InsuranceType, str] = {
     "maternity": "510",
 }
 _CODE_TO_TYPE: dict[str, InsuranceType] = {code: kind for kind, code in _TYPE_TO_CODE.items()}
-_STATUS: dict[str, ParticipationStatus] = {"参保缴费": "active", "暂停缴费": "suspended", "终止参保": "terminated"}
+_STATUS: dict[str, ParticipationStatus] = {
+    "参保缴费": "active",
+    "暂停缴费": "suspended",
+    "终止参保": "terminated",
+    "已转出": "transferred",
+}
 _PAY_STATUS: dict[str, PaymentStatus] = {"1": "paid", "2": "late", "3": "unpaid"}
+# D001 ChangeType (变更类型): 增员, 减员, 基数调整, 续缴.
+_CHANGE_TYPE: dict[DeclarationChange, str] = {"new": "1", "leave": "2", "change": "3", "continue": "4"}
+_DECLARATION_STATUS = {"1": "accepted", "2": "partially_accepted", "3": "rejected"}
+_LINE_STATUS = {"1": "accepted", "0": "rejected"}
+_TRANSFER_STAGE = {"1": "submitted", "2": "source_reviewed", "3": "funds_transferred", "9": "rejected"}
+_TRANSFER_IN_STATUS = {"1": "accepted", "9": "rejected"}
 
 # Which canonical field a business refusal is about.
 _REJECTION_FIELDS = {"B001": "insurance_types", "B003": "id_number", "B005": "name"}
@@ -95,6 +116,9 @@ _FIELD_OF_ELEMENT = {
     "Name": "name",
     "UnitCode": "employer.uscc",
     "UnitName": "employer.name",
+    "ToRegion": "to_region",
+    "FromRegion": "from_region",
+    "SourceTransferNo": "source_reference",
 }
 
 #: The bureau refuses a Q002 range wider than this; longer ranges are asked in slices.
@@ -183,6 +207,9 @@ class XmlGbkBureauAdapter(HttpAdapter):
             Capability.ENROLMENT,
             Capability.ENROLMENT_LOOKUP,
             Capability.CONTRIBUTION_HISTORY,
+            Capability.DECLARATION,
+            Capability.TRANSFER_OUT,
+            Capability.TRANSFER_IN,
         }
     )
     # A busy bureau answers S503 (HTTP 503) with Retry-After and applies nothing, so a
@@ -299,7 +326,7 @@ class XmlGbkBureauAdapter(HttpAdapter):
         if code.startswith("AUTH"):
             raise UpstreamAuthenticationError(f"bureau refused our credentials ({code})", **details)
         if code == "B404":
-            raise UpstreamNotFound("bureau has no such enrolment", **details)
+            raise UpstreamNotFound(f"bureau has no such business ({trans_code})", **details)
         if code == "S503":
             # Normally HTTP 503, which the client handles; with another status it still
             # means "busy, nothing applied".
@@ -494,15 +521,9 @@ class XmlGbkBureauAdapter(HttpAdapter):
         consecutive slices of at most ``MAX_PERIOD_SPAN`` months."""
         months: list[ContributionMonth] = []
         for start, end in period_slices(from_period, to_period, MAX_PERIOD_SPAN):
-            body = _element(
-                "Body",
-                [
-                    ("IdNo", person.id_number),
-                    ("Name", person.name),
-                    ("FromPeriod", start),
-                    ("ToPeriod", end),
-                ],
-            )
+            # Q002's Name is optional: an unknown name ("") is left out, not sent empty.
+            who = [("IdNo", person.id_number)] + ([("Name", person.name)] if person.name else [])
+            body = _element("Body", [*who, ("FromPeriod", start), ("ToPeriod", end)])
             months += await self._exchange(
                 "Q002", body, self._months, operation="contribution.history", context=context, idempotent=True
             )
@@ -558,3 +579,233 @@ class XmlGbkBureauAdapter(HttpAdapter):
             )
         except UpstreamNotFound:
             return None
+
+    # -- declarations (D001 / D002) -----------------------------------------------------
+
+    @staticmethod
+    def _declaration_line(line: DeclarationLine) -> list[tuple[str, Any]]:
+        fields: list[tuple[str, Any]] = [
+            ("LineNo", str(line.line)),
+            ("IdNo", line.person.id_number),
+            ("Name", line.person.name),
+            ("ChangeType", _CHANGE_TYPE[line.change]),
+            ("InsTypes", [("InsType", _TYPE_TO_CODE[t]) for t in line.insurance_types]),
+        ]
+        # A leaver carries no base; the bureau refuses one.
+        if line.change != "leave" and line.contribution_base is not None:
+            fields.append(("Base", format_money(line.contribution_base)))
+        if line.change == "new" and line.hire_date is not None:
+            fields.append(("HireDate", line.hire_date.isoformat()))
+        if line.change == "leave" and line.leave_date is not None:
+            fields.append(("LeaveDate", line.leave_date.isoformat()))
+        return fields
+
+    @staticmethod
+    def _declaration_receipt_for(reference: str) -> Callable[[ET.Element], DeclarationReceipt]:
+        def receipt(body: ET.Element) -> DeclarationReceipt:
+            _check_reference(body, reference, "declaration")
+            status = _required(body, "DeclStatus")
+            if status not in _DECLARATION_STATUS:
+                raise ValueError(f"unknown DeclStatus {status!r}")
+            results = body.find("Results")
+            if results is None:
+                raise ValueError("declaration answer without <Results>")
+            lines: list[DeclarationLineResult] = []
+            for raw in results.findall("Result"):
+                line_status = _required(raw, "LineStatus")
+                if line_status not in _LINE_STATUS:
+                    raise ValueError(f"unknown LineStatus {line_status!r}")
+                line_no = _required(raw, "LineNo")
+                if not line_no.isdigit():
+                    raise ValueError(f"bad LineNo {line_no!r}")
+                lines.append(
+                    DeclarationLineResult(
+                        line=int(line_no),
+                        status=_LINE_STATUS[line_status],  # type: ignore[arg-type]  # checked above
+                        upstream_code=_text(raw, "ErrCode"),
+                        upstream_message=_text(raw, "ErrMsg"),
+                    )
+                )
+            return DeclarationReceipt(
+                reference=reference,
+                bureau_reference=_required(body, "DeclNo"),
+                status=_DECLARATION_STATUS[status],  # type: ignore[arg-type]  # checked above
+                lines=tuple(lines),
+                decided_on=parse_date(_text(body, "DecideDate")),
+            )
+
+        return receipt
+
+    async def submit_declaration(self, submission: DeclarationSubmission, *, context: CallContext) -> DeclarationReceipt:
+        """The bureau decides a declaration at once, so the receipt is never ``pending``."""
+        body = _element(
+            "Body",
+            [
+                ("BizNo", submission.reference),
+                ("UnitCode", submission.employer.uscc),
+                ("UnitName", submission.employer.name),
+                ("Period", to_wire_period(submission.period)),
+                ("Lines", [("Line", self._declaration_line(line)) for line in submission.lines]),
+            ],
+        )
+        self._check_encodable(body)
+        return await send_at_most_once(
+            lambda: self._exchange(
+                "D001", body, self._declaration_receipt_for(submission.reference), operation="declaration.submit",
+                context=context, idempotent=False,
+            ),
+            lambda: self.find_declaration(submission.reference, context=context),
+            reference=f"declaration {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_declaration(self, reference: str, *, context: CallContext) -> DeclarationReceipt | None:
+        body = _element("Body", [("BizNo", reference)])
+        try:
+            return await self._exchange(
+                "D002", body, self._declaration_receipt_for(reference), operation="declaration.lookup",
+                context=context, idempotent=True,
+            )
+        except UpstreamNotFound:
+            return None
+
+    # -- transfers out (T001 / T002) ----------------------------------------------------
+
+    @staticmethod
+    def _carried(raw: ET.Element) -> CarriedInsurance | None:
+        insurance_type = _CODE_TO_TYPE.get(_required(raw, "InsType"))
+        if insurance_type is None:
+            return None
+        paid_months = _required(raw, "PaidMonths")
+        if not paid_months.isdigit():
+            raise ValueError(f"bad PaidMonths {paid_months!r}")
+        fund = parse_money(_required(raw, "FundAmount"))
+        assert fund is not None  # required: never empty
+        return CarriedInsurance(
+            insurance_type=insurance_type,
+            paid_months=int(paid_months),
+            start_date=parse_date(_text(raw, "BeginDate")),
+            fund_amount=fund,
+        )
+
+    def _progress_for(self, reference: str) -> Callable[[ET.Element], TransferOutProgress]:
+        def progress(body: ET.Element) -> TransferOutProgress:
+            _check_reference(body, reference, "transfer")
+            stage = _required(body, "Stage")
+            if stage not in _TRANSFER_STAGE:
+                raise ValueError(f"unknown Stage {stage!r}")
+            carried = body.find("Carried")
+            items = [] if carried is None else carried.findall("Item")
+            rejected = stage == "9"
+            return TransferOutProgress(
+                reference=reference,
+                bureau_reference=_required(body, "TransferNo"),
+                stage=_TRANSFER_STAGE[stage],  # type: ignore[arg-type]  # checked above
+                carried=tuple(c for c in map(self._carried, items) if c is not None),
+                reason_code=_required(body, "ReasonCode") if rejected else None,
+                reason_message=_text(body, "ReasonMsg") if rejected else None,
+                updated_on=parse_date(_text(body, "StageDate")),
+            )
+
+        return progress
+
+    async def submit_transfer_out(
+        self, submission: TransferOutSubmission, *, context: CallContext
+    ) -> TransferOutProgress:
+        body = _element(
+            "Body",
+            [
+                ("BizNo", submission.reference),
+                ("IdNo", submission.person.id_number),
+                ("Name", submission.person.name),
+                ("ToRegion", submission.to_region),
+                ("InsTypes", [("InsType", _TYPE_TO_CODE[t]) for t in submission.insurance_types]),
+            ],
+        )
+        self._check_encodable(body)
+        return await send_at_most_once(
+            lambda: self._exchange(
+                "T001", body, self._progress_for(submission.reference), operation="transfer_out.submit",
+                context=context, idempotent=False,
+            ),
+            lambda: self.transfer_out_status(submission.reference, context=context),
+            reference=f"transfer out {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def transfer_out_status(self, reference: str, *, context: CallContext) -> TransferOutProgress | None:
+        body = _element("Body", [("BizNo", reference)])
+        try:
+            return await self._exchange(
+                "T002", body, self._progress_for(reference), operation="transfer_out.status",
+                context=context, idempotent=True,
+            )
+        except UpstreamNotFound:
+            return None
+
+    # -- transfers in (T003 / T004) -----------------------------------------------------
+
+    @staticmethod
+    def _transfer_in_receipt_for(reference: str) -> Callable[[ET.Element], TransferInReceipt]:
+        def receipt(body: ET.Element) -> TransferInReceipt:
+            _check_reference(body, reference, "transfer in")
+            status = _required(body, "InStatus")
+            if status not in _TRANSFER_IN_STATUS:
+                raise ValueError(f"unknown InStatus {status!r}")
+            rejected = status == "9"
+            return TransferInReceipt(
+                reference=reference,
+                bureau_reference=_required(body, "AcceptNo"),
+                status=_TRANSFER_IN_STATUS[status],  # type: ignore[arg-type]  # checked above
+                reason_code=_required(body, "ReasonCode") if rejected else None,
+                reason_message=_text(body, "ReasonMsg") if rejected else None,
+            )
+
+        return receipt
+
+    async def submit_transfer_in(self, submission: TransferInSubmission, *, context: CallContext) -> TransferInReceipt:
+        """The bureau decides a transfer in at once, so the receipt is never ``pending``."""
+        items: list[tuple[str, Any]] = []
+        for carried in submission.carried:
+            item: list[tuple[str, Any]] = [
+                ("InsType", _TYPE_TO_CODE[carried.insurance_type]),
+                ("PaidMonths", str(carried.paid_months)),
+            ]
+            if carried.start_date is not None:
+                item.append(("BeginDate", carried.start_date.isoformat()))
+            item.append(("FundAmount", format_money(carried.fund_amount)))
+            items.append(("Item", item))
+        body = _element(
+            "Body",
+            [
+                ("BizNo", submission.reference),
+                ("IdNo", submission.person.id_number),
+                ("Name", submission.person.name),
+                ("FromRegion", submission.from_region),
+                ("SourceTransferNo", submission.source_reference),
+                ("Carried", items),
+            ],
+        )
+        self._check_encodable(body)
+        return await send_at_most_once(
+            lambda: self._exchange(
+                "T003", body, self._transfer_in_receipt_for(submission.reference), operation="transfer_in.submit",
+                context=context, idempotent=False,
+            ),
+            lambda: self.find_transfer_in(submission.reference, context=context),
+            reference=f"transfer in {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_transfer_in(self, reference: str, *, context: CallContext) -> TransferInReceipt | None:
+        body = _element("Body", [("BizNo", reference)])
+        try:
+            return await self._exchange(
+                "T004", body, self._transfer_in_receipt_for(reference), operation="transfer_in.lookup",
+                context=context, idempotent=True,
+            )
+        except UpstreamNotFound:
+            return None
+
+
+def _check_reference(body: ET.Element, reference: str, what: str) -> None:
+    biz_no = _required(body, "BizNo")
+    if biz_no != reference:
+        raise UpstreamProtocolError(f"the bureau answered about {what} {biz_no}, not {reference}")

@@ -63,7 +63,9 @@ class XmlGbkBureau(MockServer):
     ``TransCode``. ``clock`` drives token expiry and acceptance dates so tests can
     move time; ``token_ttl`` is the session lifetime in seconds (answered as
     ``ExpiresIn``) and ``expire_tokens()`` expires every token issued so far.
-    ``seed=False`` starts with no insured persons.
+    ``seed=False`` starts with no insured persons. ``transfer_step_seconds`` is the
+    accelerated clock of transfers out: one stage per step on ``clock`` (review after
+    one step, funds transferred after two), settable while the bureau runs.
 
     ``user_id`` / ``password`` are the credentials ``LOGIN`` accepts; ``app_id`` /
     ``app_secret`` are aliases so the shared CLI and sandbox can pass credentials
@@ -71,10 +73,11 @@ class XmlGbkBureau(MockServer):
 
     Faults: a fault's route may be ``*``, the path ``/si/gateway`` (every
     transaction), or a TransCode such as ``E001`` (only that transaction; the
-    request log records it as ``operation``). ``rate_limit`` answers ``S503`` with
+    request log records it as ``operation``; D001..T004 alike). ``rate_limit`` answers ``S503`` with
     HTTP 503 and ``Retry-After`` (this dialect's busy signal), ``error`` answers
     ``S999`` with the fault's HTTP status; neither applies anything. ``drop_after``
-    applies the transaction (an ``E001`` enrols) and then closes without answering.
+    applies the transaction (an ``E001`` enrols, a ``D001`` declares, a ``T001`` applies)
+    and then closes without answering.
     """
 
     dialect = "xml-gbk"
@@ -92,6 +95,7 @@ class XmlGbkBureau(MockServer):
         token_ttl: float = DEFAULT_TOKEN_TTL,
         app_id: str | None = None,
         app_secret: str | None = None,
+        transfer_step_seconds: float = 2.0,
     ) -> None:
         if not _REGION.fullmatch(region):
             raise ValueError(f"region must be a six-digit code, got {region!r}")
@@ -112,7 +116,8 @@ class XmlGbkBureau(MockServer):
         self.password = password if password is not None else sandbox_password(region)
         self._clock = clock
         self._sessions = Sessions(clock, token_ttl)
-        self._store = Store(region, seed=seed)
+        self.transfer_step_seconds = transfer_step_seconds
+        self._store = Store(region, seed=seed, clock=clock, transfer_step=lambda: self.transfer_step_seconds)
         self._local = threading.local()
         self._transactions: dict[str, Callable[[Element], Element]] = {
             wire.LOGIN: self._login,
@@ -120,6 +125,12 @@ class XmlGbkBureau(MockServer):
             wire.Q002: self._q002,
             wire.E001: self._e001,
             wire.E002: self._e002,
+            wire.D001: self._d001,
+            wire.D002: self._d002,
+            wire.T001: self._t001,
+            wire.T002: self._t002,
+            wire.T003: self._t003,
+            wire.T004: self._t004,
         }
         super().__init__(host=host, port=port)
 
@@ -200,7 +211,8 @@ class XmlGbkBureau(MockServer):
             "dialect": self.dialect,
             "region": self.region,
             "sessions": len(self._sessions),
-            "enrolments": [enrolment.masked() for enrolment in self._store.enrolments()],
+            "transfer_step_seconds": self.transfer_step_seconds,
+            **self._store.masked_state(),
         }
 
     def reset_state(self) -> None:
@@ -264,5 +276,32 @@ class XmlGbkBureau(MockServer):
     def _e002(self, body: Element) -> Element:
         enrolment = self._store.enrolment(wire.parse_enrolment_query(body))
         if enrolment is None:
-            raise BureauError(wire.NO_SUCH_ENROLMENT)
+            raise BureauError(wire.NO_SUCH_BUSINESS)
         return enrolment.acceptance()
+
+    def _d001(self, body: Element) -> Element:
+        return self._store.declare(wire.parse_declaration(body)).answer()
+
+    def _d002(self, body: Element) -> Element:
+        declaration = self._store.declaration(wire.parse_biz_no_query(body))
+        if declaration is None:
+            raise BureauError(wire.NO_SUCH_BUSINESS)
+        return declaration.answer()
+
+    def _t001(self, body: Element) -> Element:
+        return self._store.transfer_out(wire.parse_transfer_out(body, self.region)).answer()
+
+    def _t002(self, body: Element) -> Element:
+        transfer = self._store.transfer_out_state(wire.parse_transfer_query(body))
+        if transfer is None:
+            raise BureauError(wire.NO_SUCH_BUSINESS)
+        return transfer.answer()
+
+    def _t003(self, body: Element) -> Element:
+        return self._store.transfer_in(wire.parse_transfer_in(body, self.region)).answer()
+
+    def _t004(self, body: Element) -> Element:
+        transfer = self._store.transfer_in_state(wire.parse_biz_no_query(body))
+        if transfer is None:
+            raise BureauError(wire.NO_SUCH_BUSINESS)
+        return transfer.answer()

@@ -1,16 +1,21 @@
 """The bureau's in-memory registry: insured persons, their records and monthly
-contributions, and accepted enrolments.
+contributions, accepted enrolments, declarations and transfers out and in.
 
 One lock guards everything, so each operation (a query, an enrolment with its
-idempotency and refusal checks) is atomic even under concurrent requests.
+idempotency and refusal checks, a whole declaration) is atomic even under
+concurrent requests. Transfers out move on lazily: every operation first brings
+each transfer to the stage the bureau's clock says it has reached, so no timers run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement
@@ -20,14 +25,52 @@ from mocks.xml_gbk.wire import (
     ACTIVE,
     ALREADY_ACTIVE,
     BAD_CHECK_DIGIT,
+    CHANGE_BASE,
+    CHANGE_LEAVE,
+    CHANGE_NEW,
+    DECL_ACCEPTED,
+    DECL_PARTIAL,
+    DECL_REJECTED,
+    IN_ACCEPTED,
+    IN_REFUSED,
+    INSURANCE_NAMES,
     INSURANCE_TYPES,
+    LINE_ACCEPTED,
+    LINE_REFUSED,
+    MESSAGES,
     NAME_MISMATCH,
+    NOT_INSURED_HERE,
+    NOTHING_TO_TRANSFER,
+    STAGE_FUNDS_TRANSFERRED,
+    STAGE_REJECTED,
+    STAGE_REVIEWED,
+    STAGE_SUBMITTED,
+    SUSPENDED,
+    TERMINATED,
+    TRANSFERRED_OUT,
     BureauError,
+    DeclarationLine,
+    DeclarationRequest,
     EnrolmentRequest,
+    TransferInRequest,
+    TransferOutRequest,
+    TransferQuery,
     add_leaf,
     money,
     parse_money,
 )
+
+# The bureau keeps China Standard Time (no DST), which dates decisions and transfers.
+_CHINA = timezone(timedelta(hours=8))
+_FEN = Decimal("0.01")
+# Personal contribution rates: what a transfer carries as personal-account funds is
+# Base x rate x PaidMonths (documented in docs/dialects/xml-gbk.md).
+PERSONAL_RATES = {"110": Decimal("0.08"), "310": Decimal("0.02"), "210": Decimal("0.005"),
+                  "410": Decimal("0"), "510": Decimal("0")}
+
+
+def _china_date(at: float) -> str:
+    return datetime.fromtimestamp(at, _CHINA).strftime("%Y-%m-%d")
 
 
 def _seed_money(value: str) -> Decimal:
@@ -181,22 +224,43 @@ def _load_seed(region: str) -> dict[str, _Person]:
 class Store:
     """All mutable bureau state for one region."""
 
-    def __init__(self, region: str, *, seed: bool) -> None:
+    def __init__(
+        self,
+        region: str,
+        *,
+        seed: bool,
+        clock: Callable[[], float],
+        transfer_step: Callable[[], float],
+    ) -> None:
         self._region = region
         self._seed = seed
+        self._clock = clock
+        self._transfer_step = transfer_step
         self._lock = threading.Lock()
         self._persons: dict[str, _Person] = {}
         self._enrolments: dict[str, Enrolment] = {}
+        self._declarations: dict[str, Declaration] = {}
+        self._transfers_out: dict[str, TransferOut] = {}
+        self._transfers_in: dict[str, TransferIn] = {}
         self._sequence = 0
+        self._declaration_sequence = 0
+        self._transfer_out_sequence = 0
+        self._transfer_in_sequence = 0
         self.reset()
 
     def reset(self) -> None:
-        """Back to the seeded (or empty) state; the acceptance sequence restarts at 1."""
+        """Back to the seeded (or empty) state; every acceptance sequence restarts at 1."""
         persons = _load_seed(self._region) if self._seed else {}
         with self._lock:
             self._persons = persons
             self._enrolments = {}
+            self._declarations = {}
+            self._transfers_out = {}
+            self._transfers_in = {}
             self._sequence = 0
+            self._declaration_sequence = 0
+            self._transfer_out_sequence = 0
+            self._transfer_in_sequence = 0
 
     def _person(self, id_number: str, name: str) -> _Person | None:
         """The person on file (caller holds the lock); unknown numbers have no name to check."""
@@ -208,15 +272,18 @@ class Store:
     def records(self, id_number: str, name: str) -> list[Record]:
         """A person's records ordered by insurance type then begin date."""
         with self._lock:
+            self._advance()
             person = self._person(id_number, name)
             if person is None:
                 return []
             return sorted(person.records, key=lambda r: (r.ins_type, r.begin_date))
 
     def months(self, id_number: str, name: str, from_period: str, to_period: str) -> list[Month]:
-        """A person's contributions in the inclusive range, ordered by period then type."""
+        """A person's contributions in the inclusive range, ordered by period then type;
+        an empty ``name`` (Q002 allows it) is not checked."""
         with self._lock:
-            person = self._person(id_number, name)
+            self._advance()
+            person = self._persons.get(id_number) if not name else self._person(id_number, name)
             if person is None:
                 return []
             held = [m for m in person.months if from_period <= m.period <= to_period]
@@ -225,6 +292,7 @@ class Store:
     def enrol(self, request: EnrolmentRequest, accept_date: str) -> Enrolment:
         """Accept an enrolment once per ``BizNo``; a repeat returns the first acceptance."""
         with self._lock:
+            self._advance()
             existing = self._enrolments.get(request.biz_no)
             if existing is not None:
                 return existing
@@ -238,20 +306,25 @@ class Store:
                     raise BureauError(ALREADY_ACTIVE, f"active InsType {', '.join(clash)}")
             else:
                 person = self._persons[request.id_number] = _Person(names=[request.name.strip()])
-            person.records.extend(
-                Record(
-                    ins_type=ins_type,
-                    status=ACTIVE,
-                    unit_code=request.unit_code,
-                    unit_name=request.unit_name,
-                    begin_date=request.begin_date,
-                    end_date="",
-                    paid_months=0,
-                    base=request.base,
-                    last_paid_period="",
+            for ins_type in request.insurance_types:
+                # A suspended record is picked up again rather than doubled (its months stay).
+                suspended = _latest(person, ins_type, (SUSPENDED,))
+                if suspended is not None:
+                    _reactivate(person, suspended, request.unit_code, request.unit_name, request.base)
+                    continue
+                person.records.append(
+                    Record(
+                        ins_type=ins_type,
+                        status=ACTIVE,
+                        unit_code=request.unit_code,
+                        unit_name=request.unit_name,
+                        begin_date=request.begin_date,
+                        end_date="",
+                        paid_months=0,
+                        base=request.base,
+                        last_paid_period="",
+                    )
                 )
-                for ins_type in request.insurance_types
-            )
             self._sequence += 1
             enrolment = Enrolment(
                 biz_no=request.biz_no,
@@ -275,3 +348,399 @@ class Store:
         """All accepted enrolments, in acceptance order."""
         with self._lock:
             return list(self._enrolments.values())
+
+    # Declarations (申报)
+
+    def declare(self, request: DeclarationRequest) -> Declaration:
+        """Decide every line of a declaration once per ``BizNo``; a repeat returns the first outcome."""
+        with self._lock:
+            self._advance()
+            existing = self._declarations.get(request.biz_no)
+            if existing is not None:
+                return existing
+            results = tuple(self._declare_line(request, line) for line in request.lines)
+            accepted = sum(1 for result in results if result.status == LINE_ACCEPTED)
+            status = DECL_ACCEPTED if accepted == len(results) else DECL_REJECTED if accepted == 0 else DECL_PARTIAL
+            self._declaration_sequence += 1
+            declaration = Declaration(
+                biz_no=request.biz_no,
+                decl_no=f"{self._region}-D-{self._declaration_sequence:06d}",
+                status=status,
+                decide_date=_china_date(self._clock()),
+                unit_code=request.unit_code,
+                period=request.period,
+                results=results,
+            )
+            self._declarations[request.biz_no] = declaration
+            return declaration
+
+    def declaration(self, biz_no: str) -> Declaration | None:
+        with self._lock:
+            self._advance()
+            return self._declarations.get(biz_no)
+
+    def _declare_line(self, request: DeclarationRequest, line: DeclarationLine) -> LineResult:
+        if not has_valid_check_digit(line.id_number):
+            return LineResult.refused(line.line_no, BAD_CHECK_DIGIT)
+        person = self._persons.get(line.id_number)
+        if person is not None and not person.answers_to(line.name):
+            return LineResult.refused(line.line_no, NAME_MISMATCH)
+        if line.change_type == CHANGE_NEW:
+            if person is not None and any(
+                r.status == ACTIVE and r.ins_type in line.insurance_types for r in person.records
+            ):
+                return LineResult.refused(line.line_no, ALREADY_ACTIVE)
+            if person is None:
+                person = self._persons[line.id_number] = _Person(names=[line.name.strip()])
+            assert line.base is not None  # the wire parser requires it for a new hire
+            begin_date = line.hire_date or f"{request.period[:4]}-{request.period[4:]}-01"
+            for ins_type in line.insurance_types:
+                earlier = _latest(person, ins_type, (SUSPENDED, TERMINATED))
+                if earlier is not None:
+                    _reactivate(person, earlier, request.unit_code, request.unit_name, line.base)
+                    continue
+                person.records.append(
+                    Record(ins_type, ACTIVE, request.unit_code, request.unit_name, begin_date, "", 0, line.base, "")
+                )
+            return LineResult.accepted(line.line_no)
+        here = [
+            index
+            for index, record in enumerate(person.records if person is not None else [])
+            if record.status == ACTIVE and record.ins_type in line.insurance_types
+            and record.unit_code == request.unit_code
+        ]
+        if not here:
+            return LineResult.refused(line.line_no, NOT_INSURED_HERE)
+        assert person is not None
+        for index in here:
+            record = person.records[index]
+            if line.change_type == CHANGE_LEAVE:
+                person.records[index] = dataclasses.replace(record, status=TERMINATED, end_date=line.leave_date)
+            elif line.change_type == CHANGE_BASE:
+                assert line.base is not None
+                person.records[index] = dataclasses.replace(record, base=line.base)
+            # CHANGE_CONTINUE: contributions simply go on; nothing on file changes.
+        return LineResult.accepted(line.line_no)
+
+    # Transfers out (转出)
+
+    def transfer_out(self, request: TransferOutRequest) -> TransferOut:
+        """Accept a transfer application once per ``BizNo`` (a repeat answers its current state)."""
+        with self._lock:
+            self._advance()
+            existing = self._transfers_out.get(request.biz_no)
+            if existing is not None:
+                return existing.snapshot()
+            if not has_valid_check_digit(request.id_number):
+                raise BureauError(BAD_CHECK_DIGIT)
+            self._person(request.id_number, request.name)
+            now = self._clock()
+            self._transfer_out_sequence += 1
+            transfer = TransferOut(
+                biz_no=request.biz_no,
+                transfer_no=f"{self._region}-T-{self._transfer_out_sequence:06d}",
+                id_number=request.id_number,
+                to_region=request.to_region,
+                insurance_types=request.insurance_types,
+                submitted_at=now,
+                apply_date=_china_date(now),
+                stage=STAGE_SUBMITTED,
+                stage_date=_china_date(now),
+            )
+            self._transfers_out[request.biz_no] = transfer
+            return transfer.snapshot()
+
+    def transfer_out_state(self, query: TransferQuery) -> TransferOut | None:
+        with self._lock:
+            self._advance()
+            if query.biz_no is not None:
+                transfer = self._transfers_out.get(query.biz_no)
+            else:
+                transfer = next((t for t in self._transfers_out.values() if t.transfer_no == query.transfer_no), None)
+            return transfer.snapshot() if transfer is not None else None
+
+    def _advance(self) -> None:
+        """Bring every open transfer to the stage the clock says it has reached (lock held)."""
+        now = self._clock()
+        step = self._transfer_step()
+        for transfer in self._transfers_out.values():  # in submission order
+            reviewed_at = transfer.submitted_at + step
+            if transfer.stage == STAGE_SUBMITTED and now >= reviewed_at:
+                self._review(transfer, reviewed_at)
+            funds_at = transfer.submitted_at + 2 * step
+            if transfer.stage == STAGE_REVIEWED and now >= funds_at:
+                self._transfer_funds(transfer, funds_at)
+
+    def _review(self, transfer: TransferOut, at: float) -> None:
+        person = self._persons.get(transfer.id_number)
+        chosen: list[int] = []
+        missing: list[str] = []
+        for ins_type in transfer.insurance_types:
+            index = None
+            if person is not None:
+                index = _latest(person, ins_type, (ACTIVE,))
+                if index is None:
+                    index = _latest(person, ins_type, (SUSPENDED,))
+            if index is None:
+                missing.append(ins_type)
+            else:
+                chosen.append(index)
+        transfer.stage_date = _china_date(at)
+        if missing:
+            transfer.stage = STAGE_REJECTED
+            transfer.reason_code = NOTHING_TO_TRANSFER
+            names = "、".join(INSURANCE_NAMES[t] for t in missing)
+            transfer.reason_msg = f"{MESSAGES[NOTHING_TO_TRANSFER]}：{names}"
+            return
+        transfer.stage = STAGE_REVIEWED
+        transfer.record_indexes = tuple(chosen)
+
+    def _transfer_funds(self, transfer: TransferOut, at: float) -> None:
+        person = self._persons[transfer.id_number]
+        day = _china_date(at)
+        carried: list[CarriedFunds] = []
+        for index in transfer.record_indexes:
+            record = person.records[index]
+            person.records[index] = dataclasses.replace(record, status=TRANSFERRED_OUT, end_date=day)
+            fund = (record.base * PERSONAL_RATES[record.ins_type] * record.paid_months).quantize(_FEN, ROUND_HALF_UP)
+            carried.append(CarriedFunds(record.ins_type, record.paid_months, record.begin_date, record.base, fund))
+        transfer.stage = STAGE_FUNDS_TRANSFERRED
+        transfer.stage_date = day
+        transfer.carried = tuple(carried)
+
+    # Transfers in (转入)
+
+    def transfer_in(self, request: TransferInRequest) -> TransferIn:
+        """Register a transfer in once per ``BizNo``; decided at once."""
+        with self._lock:
+            self._advance()
+            existing = self._transfers_in.get(request.biz_no)
+            if existing is not None:
+                return existing
+            if not has_valid_check_digit(request.id_number):
+                raise BureauError(BAD_CHECK_DIGIT)
+            person = self._persons.get(request.id_number)
+            refusal = ""
+            if person is not None and not person.answers_to(request.name):
+                refusal = NAME_MISMATCH
+            else:
+                if person is None:
+                    person = self._persons[request.id_number] = _Person(names=[request.name.strip()])
+                for item in request.carried:
+                    _carry_in(person, item.ins_type, item.paid_months, item.begin_date, item.base)
+            self._transfer_in_sequence += 1
+            transfer = TransferIn(
+                biz_no=request.biz_no,
+                accept_no=f"{self._region}-I-{self._transfer_in_sequence:06d}",
+                status=IN_REFUSED if refusal else IN_ACCEPTED,
+                accept_date=_china_date(self._clock()),
+                reason_code=refusal,
+                reason_msg=MESSAGES[refusal] if refusal else "",
+                id_number=request.id_number,
+                from_region=request.from_region,
+                source_transfer_no=request.source_transfer_no,
+            )
+            self._transfers_in[request.biz_no] = transfer
+            return transfer
+
+    def transfer_in_state(self, biz_no: str) -> TransferIn | None:
+        with self._lock:
+            self._advance()
+            return self._transfers_in.get(biz_no)
+
+    # For the control plane and in-process tests
+
+    def masked_state(self) -> dict[str, Any]:
+        with self._lock:
+            self._advance()
+            return {
+                "enrolments": [e.masked() for e in self._enrolments.values()],
+                "declarations": [d.masked() for d in self._declarations.values()],
+                "transfers_out": [t.masked() for t in self._transfers_out.values()],
+                "transfers_in": [t.masked() for t in self._transfers_in.values()],
+            }
+
+
+def _latest(person: _Person, ins_type: str, statuses: tuple[str, ...]) -> int | None:
+    """The index of the person's latest record (by begin date) of ``ins_type`` in one of ``statuses``."""
+    found = [i for i, r in enumerate(person.records) if r.ins_type == ins_type and r.status in statuses]
+    return max(found, key=lambda i: person.records[i].begin_date) if found else None
+
+
+def _reactivate(person: _Person, index: int, unit_code: str, unit_name: str, base: Decimal) -> None:
+    """The record becomes active with this unit and base; begin date and months paid stay."""
+    person.records[index] = dataclasses.replace(
+        person.records[index], status=ACTIVE, unit_code=unit_code, unit_name=unit_name, base=base, end_date=""
+    )
+
+
+def _carry_in(person: _Person, ins_type: str, months: int, begin_date: str, base: Decimal | None) -> None:
+    """Add carried months to the record of ``ins_type`` here, or open a suspended one."""
+    index = _latest(person, ins_type, (ACTIVE,))
+    if index is None:
+        index = _latest(person, ins_type, (SUSPENDED, TERMINATED))
+    if index is None:
+        person.records.append(
+            Record(ins_type, SUSPENDED, "", "", begin_date, "", months, base if base is not None else Decimal("0.00"), "")
+        )
+        return
+    record = person.records[index]
+    earliest = min((d for d in (record.begin_date, begin_date) if d), default="")
+    person.records[index] = dataclasses.replace(record, paid_months=record.paid_months + months, begin_date=earliest)
+
+
+@dataclass(frozen=True)
+class LineResult:
+    line_no: int
+    status: str
+    code: str
+    message: str
+
+    @classmethod
+    def accepted(cls, line_no: int) -> LineResult:
+        return cls(line_no, LINE_ACCEPTED, "", "")
+
+    @classmethod
+    def refused(cls, line_no: int, code: str) -> LineResult:
+        return cls(line_no, LINE_REFUSED, code, MESSAGES[code])
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A decided declaration, kept for idempotency and ``D002``."""
+
+    biz_no: str
+    decl_no: str
+    status: str
+    decide_date: str
+    unit_code: str
+    period: str
+    results: tuple[LineResult, ...]
+
+    def answer(self) -> Element:
+        """The ``Body`` of a successful ``D001`` or ``D002``."""
+        body = Element("Body")
+        add_leaf(body, "BizNo", self.biz_no)
+        add_leaf(body, "DeclNo", self.decl_no)
+        add_leaf(body, "DeclStatus", self.status)
+        add_leaf(body, "DecideDate", self.decide_date)
+        results = SubElement(body, "Results")
+        for result in self.results:
+            element = SubElement(results, "Result")
+            add_leaf(element, "LineNo", str(result.line_no))
+            add_leaf(element, "LineStatus", result.status)
+            add_leaf(element, "ErrCode", result.code)
+            add_leaf(element, "ErrMsg", result.message)
+        return body
+
+    def masked(self) -> dict[str, Any]:
+        return {
+            "BizNo": self.biz_no,
+            "DeclNo": self.decl_no,
+            "DeclStatus": self.status,
+            "UnitCode": self.unit_code,
+            "Period": self.period,
+            "Results": [{"LineNo": r.line_no, "LineStatus": r.status, "ErrCode": r.code} for r in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class CarriedFunds:
+    """What a transfer out carried for one insurance type."""
+
+    ins_type: str
+    paid_months: int
+    begin_date: str
+    base: Decimal
+    fund_amount: Decimal
+
+
+@dataclass
+class TransferOut:
+    """A transfer out; mutable under the store's lock, handed out as snapshots."""
+
+    biz_no: str
+    transfer_no: str
+    id_number: str
+    to_region: str
+    insurance_types: tuple[str, ...]
+    submitted_at: float
+    apply_date: str
+    stage: str
+    stage_date: str
+    reason_code: str = ""
+    reason_msg: str = ""
+    record_indexes: tuple[int, ...] = ()
+    carried: tuple[CarriedFunds, ...] = ()
+
+    def snapshot(self) -> TransferOut:
+        return dataclasses.replace(self)
+
+    def answer(self) -> Element:
+        """The ``Body`` of a successful ``T001`` or ``T002``."""
+        body = Element("Body")
+        add_leaf(body, "BizNo", self.biz_no)
+        add_leaf(body, "TransferNo", self.transfer_no)
+        add_leaf(body, "ToRegion", self.to_region)
+        add_leaf(body, "Stage", self.stage)
+        add_leaf(body, "ApplyDate", self.apply_date)
+        add_leaf(body, "StageDate", self.stage_date)
+        add_leaf(body, "ReasonCode", self.reason_code)
+        add_leaf(body, "ReasonMsg", self.reason_msg)
+        carried = SubElement(body, "Carried")
+        for funds in self.carried:
+            item = SubElement(carried, "Item")
+            add_leaf(item, "InsType", funds.ins_type)
+            add_leaf(item, "PaidMonths", str(funds.paid_months))
+            add_leaf(item, "BeginDate", funds.begin_date)
+            add_leaf(item, "Base", money(funds.base))
+            add_leaf(item, "FundAmount", money(funds.fund_amount))
+        return body
+
+    def masked(self) -> dict[str, Any]:
+        return {
+            "BizNo": self.biz_no,
+            "TransferNo": self.transfer_no,
+            "IdNo": mask(self.id_number),
+            "ToRegion": self.to_region,
+            "InsTypes": list(self.insurance_types),
+            "Stage": self.stage,
+            "StageDate": self.stage_date,
+            "ReasonCode": self.reason_code,
+        }
+
+
+@dataclass(frozen=True)
+class TransferIn:
+    """A decided transfer in, kept for idempotency and ``T004``."""
+
+    biz_no: str
+    accept_no: str
+    status: str
+    accept_date: str
+    reason_code: str
+    reason_msg: str
+    id_number: str
+    from_region: str
+    source_transfer_no: str
+
+    def answer(self) -> Element:
+        """The ``Body`` of a successful ``T003`` or ``T004``."""
+        body = Element("Body")
+        add_leaf(body, "BizNo", self.biz_no)
+        add_leaf(body, "AcceptNo", self.accept_no)
+        add_leaf(body, "InStatus", self.status)
+        add_leaf(body, "AcceptDate", self.accept_date)
+        add_leaf(body, "ReasonCode", self.reason_code)
+        add_leaf(body, "ReasonMsg", self.reason_msg)
+        return body
+
+    def masked(self) -> dict[str, Any]:
+        return {
+            "BizNo": self.biz_no,
+            "AcceptNo": self.accept_no,
+            "InStatus": self.status,
+            "IdNo": mask(self.id_number),
+            "FromRegion": self.from_region,
+            "SourceTransferNo": self.source_transfer_no,
+        }

@@ -32,7 +32,9 @@ BUREAU_FAILURE = "S999"
 ALREADY_ACTIVE = "B001"
 BAD_CHECK_DIGIT = "B003"
 NAME_MISMATCH = "B005"
-NO_SUCH_ENROLMENT = "B404"
+NOT_INSURED_HERE = "B006"
+NOTHING_TO_TRANSFER = "B007"
+NO_SUCH_BUSINESS = "B404"
 
 HTTP_STATUS = {
     OK: HTTPStatus.OK,
@@ -44,7 +46,9 @@ HTTP_STATUS = {
     ALREADY_ACTIVE: HTTPStatus.OK,
     BAD_CHECK_DIGIT: HTTPStatus.OK,
     NAME_MISMATCH: HTTPStatus.OK,
-    NO_SUCH_ENROLMENT: HTTPStatus.OK,
+    NOT_INSURED_HERE: HTTPStatus.OK,
+    NOTHING_TO_TRANSFER: HTTPStatus.OK,
+    NO_SUCH_BUSINESS: HTTPStatus.OK,
 }
 
 MESSAGES = {
@@ -57,13 +61,24 @@ MESSAGES = {
     ALREADY_ACTIVE: "该险种已有有效参保记录",
     BAD_CHECK_DIGIT: "公民身份号码校验位错误",
     NAME_MISMATCH: "姓名与公民身份号码不符",
-    NO_SUCH_ENROLMENT: "受理记录不存在",
+    NOT_INSURED_HERE: "该单位无此人有效参保记录",
+    NOTHING_TO_TRANSFER: "无可转出的参保记录",
+    NO_SUCH_BUSINESS: "业务记录不存在",
 }
 
 LOGIN, Q001, Q002, E001, E002 = "LOGIN", "Q001", "Q002", "E001", "E002"
-TRANS_CODES = frozenset({LOGIN, Q001, Q002, E001, E002})
+D001, D002, T001, T002, T003, T004 = "D001", "D002", "T001", "T002", "T003", "T004"
+TRANS_CODES = frozenset({LOGIN, Q001, Q002, E001, E002, D001, D002, T001, T002, T003, T004})
 INSURANCE_TYPES = frozenset({"110", "210", "310", "410", "510"})
-ACTIVE, SUSPENDED, TERMINATED = "参保缴费", "暂停缴费", "终止参保"
+INSURANCE_NAMES = {"110": "养老保险", "210": "失业保险", "310": "医疗保险", "410": "工伤保险", "510": "生育保险"}
+ACTIVE, SUSPENDED, TERMINATED, TRANSFERRED_OUT = "参保缴费", "暂停缴费", "终止参保", "已转出"
+# Declaration change types (变更类型): 增员, 减员, 基数调整, 续缴.
+CHANGE_NEW, CHANGE_LEAVE, CHANGE_BASE, CHANGE_CONTINUE = "1", "2", "3", "4"
+CHANGE_TYPES = frozenset({CHANGE_NEW, CHANGE_LEAVE, CHANGE_BASE, CHANGE_CONTINUE})
+DECL_ACCEPTED, DECL_PARTIAL, DECL_REJECTED = "1", "2", "3"
+LINE_ACCEPTED, LINE_REFUSED = "1", "0"
+STAGE_SUBMITTED, STAGE_REVIEWED, STAGE_FUNDS_TRANSFERRED, STAGE_REJECTED = "1", "2", "3", "9"
+IN_ACCEPTED, IN_REFUSED = "1", "9"
 PAID, PAID_LATE, UNPAID = "1", "2", "3"
 MAX_PERIOD_SPAN = 36
 CONTENT_TYPE = "text/xml; charset=GBK"
@@ -78,6 +93,10 @@ _REQUEST_TIME = re.compile(r"[0-9]{14}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PERIOD = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 _MONEY = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
+_LINE_NO = re.compile(r"[1-9][0-9]{0,5}")
+_MONTHS = re.compile(r"0|[1-9][0-9]{0,3}")
+_REGION_CODE = re.compile(r"[0-9]{6}")
+_TRANSFER_NO = re.compile(r"[0-9]{6}-T-[0-9]{6}")
 
 
 class BureauError(Exception):
@@ -342,8 +361,9 @@ def parse_person_query(body: Element) -> PersonQuery:
 
 
 def parse_months_query(body: Element) -> MonthsQuery:
+    # The name is optional in Q002: "" means the ID number alone identifies.
     query = MonthsQuery(
-        _id_number(body), required_text(body, "Name"), _period(body, "FromPeriod"), _period(body, "ToPeriod")
+        _id_number(body), leaf_text(body, "Name") or "", _period(body, "FromPeriod"), _period(body, "ToPeriod")
     )
     span = period_index(query.to_period) - period_index(query.from_period)
     if span < 0:
@@ -353,7 +373,7 @@ def parse_months_query(body: Element) -> MonthsQuery:
     return query
 
 
-def parse_enrolment(body: Element) -> EnrolmentRequest:
+def _insurance_types(body: Element) -> tuple[str, ...]:
     types_element = _only(body, "InsTypes")
     if types_element is None:
         malformed("InsTypes is required")
@@ -367,6 +387,11 @@ def parse_enrolment(body: Element) -> EnrolmentRequest:
         types.append(code)
     if not types:
         malformed("InsTypes needs at least one InsType")
+    return tuple(dict.fromkeys(types))
+
+
+def parse_enrolment(body: Element) -> EnrolmentRequest:
+    types = _insurance_types(body)
     base = parse_money(required_text(body, "Base"))
     if base is None or base <= 0:
         malformed("Base must be positive yuan with two decimal places")
@@ -377,7 +402,7 @@ def parse_enrolment(body: Element) -> EnrolmentRequest:
         unit_code=required_text(body, "UnitCode"),
         unit_name=required_text(body, "UnitName"),
         begin_date=_date(body, "BeginDate"),
-        insurance_types=tuple(dict.fromkeys(types)),
+        insurance_types=types,
         base=base,
     )
 
@@ -385,3 +410,191 @@ def parse_enrolment(body: Element) -> EnrolmentRequest:
 def parse_enrolment_query(body: Element) -> str:
     """The ``BizNo`` asked about."""
     return _biz_no(body)
+
+
+def parse_biz_no_query(body: Element) -> str:
+    """The ``BizNo`` of a ``D002`` or ``T004``."""
+    return _biz_no(body)
+
+
+@dataclass(frozen=True)
+class DeclarationLine:
+    line_no: int
+    id_number: str
+    name: str
+    change_type: str
+    insurance_types: tuple[str, ...]
+    base: Decimal | None
+    hire_date: str
+    """"" when absent."""
+    leave_date: str
+    """"" unless a leave."""
+
+
+@dataclass(frozen=True)
+class DeclarationRequest:
+    biz_no: str
+    unit_code: str
+    unit_name: str
+    period: str
+    lines: tuple[DeclarationLine, ...]
+
+
+def _optional_date(body: Element, tag: str) -> str:
+    return _date(body, tag) if leaf_text(body, tag) else ""
+
+
+def _declaration_line(line: Element) -> DeclarationLine:
+    line_no = required_text(line, "LineNo")
+    if not _LINE_NO.fullmatch(line_no):
+        malformed("LineNo must be a positive integer")
+    change_type = required_text(line, "ChangeType")
+    if change_type not in CHANGE_TYPES:
+        malformed("ChangeType must be one of 1, 2, 3, 4")
+    base_text = leaf_text(line, "Base") or ""
+    if change_type == CHANGE_LEAVE:
+        if base_text:
+            malformed("a leave (ChangeType 2) carries no Base")
+        base = None
+    else:
+        base = parse_money(base_text)
+        if base is None or base <= 0:
+            malformed("Base must be positive yuan with two decimal places")
+    return DeclarationLine(
+        line_no=int(line_no),
+        id_number=_id_number(line),
+        name=required_text(line, "Name"),
+        change_type=change_type,
+        insurance_types=_insurance_types(line),
+        base=base,
+        hire_date=_optional_date(line, "HireDate") if change_type == CHANGE_NEW else "",
+        leave_date=_date(line, "LeaveDate") if change_type == CHANGE_LEAVE else "",
+    )
+
+
+def parse_declaration(body: Element) -> DeclarationRequest:
+    lines_element = _only(body, "Lines")
+    if lines_element is None:
+        malformed("Lines is required")
+    lines: list[DeclarationLine] = []
+    for child in lines_element:
+        if child.tag != "Line":
+            malformed("Lines may only contain Line elements")
+        lines.append(_declaration_line(child))
+    if not lines:
+        malformed("Lines needs at least one Line")
+    if len({line.line_no for line in lines}) != len(lines):
+        malformed("LineNo must be unique within a declaration")
+    return DeclarationRequest(
+        biz_no=_biz_no(body),
+        unit_code=required_text(body, "UnitCode"),
+        unit_name=required_text(body, "UnitName"),
+        period=_period(body, "Period"),
+        lines=tuple(sorted(lines, key=lambda line: line.line_no)),
+    )
+
+
+def _other_region(body: Element, tag: str, own_region: str) -> str:
+    value = required_text(body, tag)
+    if not _REGION_CODE.fullmatch(value) or value == own_region:
+        malformed(f"{tag} must be a six-digit region code other than this bureau's")
+    return value
+
+
+@dataclass(frozen=True)
+class TransferOutRequest:
+    biz_no: str
+    id_number: str
+    name: str
+    to_region: str
+    insurance_types: tuple[str, ...]
+
+
+def parse_transfer_out(body: Element, own_region: str) -> TransferOutRequest:
+    return TransferOutRequest(
+        biz_no=_biz_no(body),
+        id_number=_id_number(body),
+        name=required_text(body, "Name"),
+        to_region=_other_region(body, "ToRegion", own_region),
+        insurance_types=_insurance_types(body),
+    )
+
+
+@dataclass(frozen=True)
+class TransferQuery:
+    """A ``T002``: exactly one of the two is set."""
+
+    biz_no: str | None
+    transfer_no: str | None
+
+
+def parse_transfer_query(body: Element) -> TransferQuery:
+    has_biz_no, has_transfer_no = bool(leaf_text(body, "BizNo")), bool(leaf_text(body, "TransferNo"))
+    if has_biz_no == has_transfer_no:
+        malformed("give exactly one of BizNo and TransferNo")
+    if has_biz_no:
+        return TransferQuery(_biz_no(body), None)
+    transfer_no = required_text(body, "TransferNo")
+    if not _TRANSFER_NO.fullmatch(transfer_no):
+        malformed("TransferNo must be a region code, -T- and six digits")
+    return TransferQuery(None, transfer_no)
+
+
+@dataclass(frozen=True)
+class CarriedItem:
+    ins_type: str
+    paid_months: int
+    begin_date: str
+    """"" when absent."""
+    fund_amount: Decimal
+    base: Decimal | None
+
+
+@dataclass(frozen=True)
+class TransferInRequest:
+    biz_no: str
+    id_number: str
+    name: str
+    from_region: str
+    source_transfer_no: str
+    carried: tuple[CarriedItem, ...]
+
+
+def _carried_item(item: Element) -> CarriedItem:
+    ins_type = required_text(item, "InsType")
+    if ins_type not in INSURANCE_TYPES:
+        malformed("InsType must be one of 110, 210, 310, 410, 510")
+    months = required_text(item, "PaidMonths")
+    if not _MONTHS.fullmatch(months):
+        malformed("PaidMonths must be a non-negative integer")
+    fund = parse_money(required_text(item, "FundAmount"))
+    if fund is None:
+        malformed("FundAmount must be yuan with two decimal places")
+    base_text = leaf_text(item, "Base")
+    base = parse_money(base_text) if base_text else None
+    if base_text and base is None:
+        malformed("Base must be yuan with two decimal places")
+    return CarriedItem(ins_type, int(months), _optional_date(item, "BeginDate"), fund, base)
+
+
+def parse_transfer_in(body: Element, own_region: str) -> TransferInRequest:
+    carried_element = _only(body, "Carried")
+    if carried_element is None:
+        malformed("Carried is required")
+    items: list[CarriedItem] = []
+    for child in carried_element:
+        if child.tag != "Item":
+            malformed("Carried may only contain Item elements")
+        items.append(_carried_item(child))
+    if not items:
+        malformed("Carried needs at least one Item")
+    if len({item.ins_type for item in items}) != len(items):
+        malformed("each InsType may be carried once")
+    return TransferInRequest(
+        biz_no=_biz_no(body),
+        id_number=_id_number(body),
+        name=required_text(body, "Name"),
+        from_region=_other_region(body, "FromRegion", own_region),
+        source_transfer_no=required_text(body, "SourceTransferNo"),
+        carried=tuple(items),
+    )

@@ -145,6 +145,7 @@ def enrolment(
 
 
 CLOCK = Clock()
+STEP = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +157,7 @@ def bureau() -> Iterator[XmlGbkBureau]:
 @pytest.fixture
 def client(bureau: XmlGbkBureau) -> Iterator[httpx.Client]:
     bureau.reset()
+    bureau.transfer_step_seconds = STEP
     CLOCK.now = NOW
     with httpx.Client(base_url=bureau.base_url, timeout=5) as http:
         yield http
@@ -590,6 +592,460 @@ def test_malformed_e001_is_s400(client: httpx.Client, bureau: XmlGbkBureau, toke
     reply = call(client, "E001", body, token)
     assert (reply.status, reply.code) == (400, "S400")
     assert bureau.enrolments() == []
+
+
+# Q002 without a name
+
+
+def test_q002_name_is_optional(client: httpx.Client, token: str) -> None:
+    no_name = f"<IdNo>{ZHANG_SAN}</IdNo><FromPeriod>202408</FromPeriod><ToPeriod>202409</ToPeriod>"
+    empty_name = f"<IdNo>{ZHANG_SAN}</IdNo><Name/><FromPeriod>202408</FromPeriod><ToPeriod>202409</ToPeriod>"
+    with_name = call(client, "Q002", months_query("202408", "202409"), token).items("Months/Month")
+    assert call(client, "Q002", no_name, token).items("Months/Month") == with_name
+    assert call(client, "Q002", empty_name, token).items("Months/Month") == with_name
+    assert [(m["Period"], m["PayStatus"]) for m in with_name] == [("202408", "2")] * 2 + [("202409", "2")] * 2
+    unknown = f"<IdNo>{LI_MING}</IdNo><FromPeriod>202401</FromPeriod><ToPeriod>202412</ToPeriod>"
+    assert call(client, "Q002", unknown, token).items("Months/Month") == []
+
+
+def test_no_months_are_invented_for_a_newly_enrolled_person(client: httpx.Client, token: str) -> None:
+    call(client, "E001", enrolment(), token)
+    assert call(client, "Q002", months_query("202611", "202612", LI_MING, "李明"), token).items("Months/Month") == []
+
+
+# E001 reactivates a suspended record
+
+
+def test_e001_reactivates_a_suspended_record(client: httpx.Client, token: str) -> None:
+    carried = "<Item><InsType>110</InsType><PaidMonths>30</PaidMonths><BeginDate>2018-01-01</BeginDate>" \
+              "<FundAmount>1000.00</FundAmount></Item>"
+    assert call(client, "T003", transfer_in_body(carried=carried), token).text("InStatus") == "1"
+    assert call(client, "E001", enrolment(types=("110", "310")), token).code == "0000"
+    records = call(client, "Q001", person(LI_MING, "李明"), token).items("Records/Record")
+    assert [(r["InsType"], r["Status"], r["UnitCode"], r["BeginDate"], r["PaidMonths"], r["Base"]) for r in records] == [
+        ("110", "参保缴费", UNIT_CODE, "2018-01-01", "30", "8000.00"),
+        ("310", "参保缴费", UNIT_CODE, "2026-11-02", "0", "8000.00"),
+    ]
+    again = call(client, "E001", enrolment("HGW-SECOND-0001", types=("110",)), token)
+    assert again.code == "B001"
+
+
+# D001 and D002
+
+
+def line(
+    line_no: int,
+    id_number: str = LI_MING,
+    name: str = "李明",
+    change: str = "1",
+    types: tuple[str, ...] = ("110", "310"),
+    base: str | None = "8000.00",
+    hire_date: str | None = None,
+    leave_date: str | None = None,
+) -> str:
+    parts = [f"<LineNo>{line_no}</LineNo><IdNo>{id_number}</IdNo><Name>{name}</Name><ChangeType>{change}</ChangeType>",
+             "<InsTypes>" + "".join(f"<InsType>{t}</InsType>" for t in types) + "</InsTypes>"]
+    if base is not None:
+        parts.append(f"<Base>{base}</Base>")
+    if hire_date is not None:
+        parts.append(f"<HireDate>{hire_date}</HireDate>")
+    if leave_date is not None:
+        parts.append(f"<LeaveDate>{leave_date}</LeaveDate>")
+    return "<Line>" + "".join(parts) + "</Line>"
+
+
+def declaration(*lines: str, biz_no: str = "HGW-D-0001", period: str = "202611", unit_code: str = UNIT_CODE) -> str:
+    return (
+        f"<BizNo>{biz_no}</BizNo><UnitCode>{unit_code}</UnitCode><UnitName>{UNIT_NAME}</UnitName>"
+        f"<Period>{period}</Period><Lines>{''.join(lines)}</Lines>"
+    )
+
+
+def records_of(client: httpx.Client, token: str, id_number: str = ZHANG_SAN, name: str = "张三") -> list[dict[str, str]]:
+    return call(client, "Q001", person(id_number, name), token).items("Records/Record")
+
+
+def test_d001_decides_each_line_and_d002_finds_it(client: httpx.Client, token: str) -> None:
+    reply = call(
+        client,
+        "D001",
+        declaration(
+            line(1, hire_date="2026-11-02"),  # new hire: accepted
+            line(2, ZHANG_SAN, "张三", types=("110",)),  # already active: B001
+            line(3, ZHANG_SAN, "李四", change="4"),  # name mismatch: B005
+            line(4, "110101199003074514", "王五", change="3"),  # not insured here: B006
+            line(5, BAD_CHECK_DIGIT, "赵六"),  # bad check digit: B003
+        ),
+        token,
+        serial_no="D-1",
+    )
+    assert (reply.status, reply.code, reply.head("TransCode"), reply.head("SerialNo")) == (200, "0000", "D001", "D-1")
+    outcome = {k: reply.text(k) for k in ("BizNo", "DeclNo", "DeclStatus", "DecideDate")}
+    assert outcome == {"BizNo": "HGW-D-0001", "DeclNo": "420100-D-000001", "DeclStatus": "2", "DecideDate": "2026-11-21"}
+    results = reply.items("Results/Result")
+    assert [(r["LineNo"], r["LineStatus"], r["ErrCode"]) for r in results] == [
+        ("1", "1", ""), ("2", "0", "B001"), ("3", "0", "B005"), ("4", "0", "B006"), ("5", "0", "B003"),
+    ]
+    assert results[3]["ErrMsg"] == "该单位无此人有效参保记录"
+    assert "该单位无此人有效参保记录".encode("gbk") in post(
+        client, document("D002", "<BizNo>HGW-D-0001</BizNo>", token=token).encode("gbk")
+    ).content
+    found = call(client, "D002", "<BizNo>HGW-D-0001</BizNo>", token)
+    assert (found.code, found.head("TransCode")) == ("0000", "D002")
+    assert found.items("Results/Result") == results and found.text("DeclNo") == "420100-D-000001"
+    missing = call(client, "D002", "<BizNo>HGW-D-NEVER</BizNo>", token)
+    assert (missing.status, missing.code) == (200, "B404")
+
+    li_ming = records_of(client, token, LI_MING, "李明")
+    assert [(r["InsType"], r["Status"], r["BeginDate"], r["PaidMonths"], r["Base"]) for r in li_ming] == [
+        ("110", "参保缴费", "2026-11-02", "0", "8000.00"),
+        ("310", "参保缴费", "2026-11-02", "0", "8000.00"),
+    ]
+    assert records_of(client, token) == ZHANG_SAN_RECORDS  # refused lines changed nothing
+
+
+def test_d001_all_accepted_and_none_accepted(client: httpx.Client, token: str) -> None:
+    accepted = call(client, "D001", declaration(line(1), biz_no="HGW-D-ALL"), token)
+    assert accepted.text("DeclStatus") == "1"
+    # a new hire without HireDate starts on the first day of the period
+    assert {r["BeginDate"] for r in records_of(client, token, LI_MING, "李明")} == {"2026-11-01"}
+    rejected = call(client, "D001", declaration(line(1), biz_no="HGW-D-NONE"), token)
+    assert (rejected.text("DeclStatus"), rejected.text("DeclNo")) == ("3", "420100-D-000002")
+
+
+def test_d001_is_idempotent_by_biz_no(client: httpx.Client, token: str) -> None:
+    first = call(client, "D001", declaration(line(1)), token)
+    again = call(client, "D001", declaration(line(1, types=("510",))), token)
+    assert first.items(".") == again.items(".") and first.items("Results/Result") == again.items("Results/Result")
+    assert [r["InsType"] for r in records_of(client, token, LI_MING, "李明")] == ["110", "310"]
+    state = client.get("/__mock__/state").json()
+    assert [d["DeclNo"] for d in state["declarations"]] == ["420100-D-000001"]
+    assert LI_MING not in str(state) and "李明" not in str(state)
+
+
+def test_d001_leave_change_and_continue(client: httpx.Client, token: str) -> None:
+    reply = call(
+        client,
+        "D001",
+        declaration(
+            line(1, ZHANG_SAN, "张三", change="3", types=("310",), base="9500.00"),
+            line(2, ZHANG_SAN, "张三", change="4", types=("110",)),
+            line(3, ZHANG_SAN, "Zhang San", change="2", types=("110", "210"), base=None, leave_date="2026-11-15"),
+        ),
+        token,
+    )
+    assert [r["LineStatus"] for r in reply.items("Results/Result")] == ["1", "1", "1"]
+    records = records_of(client, token)
+    assert [(r["InsType"], r["Status"], r["EndDate"], r["PaidMonths"], r["Base"]) for r in records] == [
+        ("110", "终止参保", "2026-11-15", "68", "9000.00"),
+        ("310", "参保缴费", "", "68", "9500.00"),
+    ]
+    # another unit cannot touch his remaining record
+    other = call(client, "D001", declaration(line(1, ZHANG_SAN, "张三", change="3", types=("310",)),
+                                             biz_no="HGW-D-OTHER", unit_code="91420100OTHER00000"), token)
+    assert [(r["LineStatus"], r["ErrCode"]) for r in other.items("Results/Result")] == [("0", "B006")]
+    # a terminated record is reactivated by a new hire, months kept
+    rehire = call(client, "D001", declaration(line(1, ZHANG_SAN, "张三", types=("110",), base="7000.00"),
+                                              biz_no="HGW-D-REHIRE"), token)
+    assert rehire.text("DeclStatus") == "1"
+    pension = records_of(client, token)[0]
+    assert (pension["Status"], pension["EndDate"], pension["BeginDate"], pension["PaidMonths"], pension["Base"]) == (
+        "参保缴费", "", "2019-03-01", "68", "7000.00"
+    )
+
+
+def test_d001_lines_are_decided_in_line_order(client: httpx.Client, token: str) -> None:
+    reply = call(
+        client,
+        "D001",
+        declaration(line(2, change="3", base="9000.00"), line(1)),  # the hire (line 1) comes first
+        token,
+    )
+    assert [(r["LineNo"], r["LineStatus"]) for r in reply.items("Results/Result")] == [("1", "1"), ("2", "1")]
+    assert {r["Base"] for r in records_of(client, token, LI_MING, "李明")} == {"9000.00"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        declaration(line(1), period="2026-11"),
+        declaration(line(1), period="202613"),
+        declaration(),
+        declaration(line(1), line(1, ZHANG_SAN, "张三")),
+        declaration(line(1, change="5")),
+        declaration(line(1, base="8000")),
+        declaration(line(1, base="-1.00")),
+        declaration(line(1, base=None)),
+        declaration(line(1, change="2", base="100.00", leave_date="2026-11-15")),
+        declaration(line(1, change="2", base=None)),
+        declaration(line(1, hire_date="2026/11/02")),
+        declaration(line(1, types=("999",))),
+        declaration(line(1)).replace("<BizNo>HGW-D-0001</BizNo>", ""),
+        declaration(line(1)).replace(f"<UnitCode>{UNIT_CODE}</UnitCode>", ""),
+    ],
+)
+def test_malformed_d001_is_refused_as_a_whole(client: httpx.Client, token: str, body: str) -> None:
+    reply = call(client, "D001", body, token)
+    assert (reply.status, reply.code) == (400, "S400")
+    assert call(client, "D002", "<BizNo>HGW-D-0001</BizNo>", token).code == "B404"
+    assert records_of(client, token, LI_MING, "李明") == []
+
+
+# T001 and T002
+
+
+def transfer_out_body(
+    biz_no: str = "HGW-T-0001",
+    id_number: str = ZHANG_SAN,
+    name: str = "张三",
+    types: tuple[str, ...] = ("110", "310"),
+    to_region: str = "330100",
+) -> str:
+    ins_types = "".join(f"<InsType>{t}</InsType>" for t in types)
+    return (
+        f"<BizNo>{biz_no}</BizNo><IdNo>{id_number}</IdNo><Name>{name}</Name>"
+        f"<ToRegion>{to_region}</ToRegion><InsTypes>{ins_types}</InsTypes>"
+    )
+
+
+def stage_of(client: httpx.Client, token: str, biz_no: str = "HGW-T-0001") -> Reply:
+    return call(client, "T002", f"<BizNo>{biz_no}</BizNo>", token)
+
+
+def test_zhang_san_transfers_out_stage_by_stage(client: httpx.Client, token: str) -> None:
+    submitted = call(client, "T001", transfer_out_body(), token, serial_no="T-1")
+    assert (submitted.code, submitted.head("TransCode"), submitted.head("SerialNo")) == ("0000", "T001", "T-1")
+    head = {k: submitted.text(k) for k in ("BizNo", "TransferNo", "ToRegion", "Stage", "ApplyDate", "StageDate",
+                                            "ReasonCode", "ReasonMsg")}
+    assert head == {"BizNo": "HGW-T-0001", "TransferNo": "420100-T-000001", "ToRegion": "330100", "Stage": "1",
+                    "ApplyDate": "2026-11-21", "StageDate": "2026-11-21", "ReasonCode": "", "ReasonMsg": ""}
+    assert submitted.items("Carried/Item") == []
+
+    CLOCK.now = NOW + STEP - 0.01
+    assert stage_of(client, token).text("Stage") == "1"
+    CLOCK.now = NOW + STEP
+    assert stage_of(client, token).text("Stage") == "2"
+    assert records_of(client, token) == ZHANG_SAN_RECORDS  # nothing moves at review
+    CLOCK.now = NOW + 2 * STEP
+    done = stage_of(client, token)
+    assert (done.text("Stage"), done.text("StageDate"), done.text("TransferNo")) == ("3", "2026-11-21", "420100-T-000001")
+    assert done.items("Carried/Item") == [
+        {"InsType": "110", "PaidMonths": "68", "BeginDate": "2019-03-01", "Base": "9000.00", "FundAmount": "48960.00"},
+        {"InsType": "310", "PaidMonths": "68", "BeginDate": "2019-03-01", "Base": "9000.00", "FundAmount": "12240.00"},
+    ]
+    by_number = call(client, "T002", "<TransferNo>420100-T-000001</TransferNo>", token)
+    assert by_number.items(".") == done.items(".")
+    assert [(r["InsType"], r["Status"], r["EndDate"], r["PaidMonths"]) for r in records_of(client, token)] == [
+        ("110", "已转出", "2026-11-21", "68"),
+        ("310", "已转出", "2026-11-21", "68"),
+    ]
+    assert "已转出".encode("gbk") in post(client, document("Q001", person(), token=token).encode("gbk")).content
+    # his monthly history stays where it was paid
+    assert len(call(client, "Q002", months_query("202401", "202410"), token).items("Months/Month")) == 20
+
+
+def test_stages_advance_when_anything_is_asked(client: httpx.Client, token: str) -> None:
+    call(client, "T001", transfer_out_body(), token)
+    CLOCK.now = NOW + 10 * STEP
+    assert {r["Status"] for r in records_of(client, token)} == {"已转出"}  # a Q001 is enough
+    assert stage_of(client, token).text("Stage") == "3"
+
+
+def test_transfer_step_is_settable(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    assert XmlGbkBureau(REGION, transfer_step_seconds=5.0).transfer_step_seconds == 5.0
+    bureau.transfer_step_seconds = 0.0
+    assert call(client, "T001", transfer_out_body(), token).text("Stage") == "1"
+    assert stage_of(client, token).text("Stage") == "3"
+    assert client.get("/__mock__/state").json()["transfer_step_seconds"] == 0.0
+
+
+def test_t001_rejected_at_review_with_a_chinese_reason(client: httpx.Client, token: str) -> None:
+    call(client, "T001", transfer_out_body(types=("110", "210")), token)
+    CLOCK.now = NOW + STEP
+    rejected = stage_of(client, token)
+    assert (rejected.text("Stage"), rejected.text("ReasonCode"), rejected.text("ReasonMsg")) == (
+        "9", "B007", "无可转出的参保记录：失业保险"
+    )
+    assert "无可转出的参保记录".encode("gbk") in post(
+        client, document("T002", "<BizNo>HGW-T-0001</BizNo>", token=token).encode("gbk")
+    ).content
+    CLOCK.now = NOW + 5 * STEP
+    assert stage_of(client, token).text("Stage") == "9"  # final
+    assert records_of(client, token) == ZHANG_SAN_RECORDS
+
+
+def test_t001_for_an_unknown_person_is_rejected_at_review(client: httpx.Client, token: str) -> None:
+    assert call(client, "T001", transfer_out_body(id_number=LI_MING, name="李明"), token).text("Stage") == "1"
+    CLOCK.now = NOW + STEP
+    assert stage_of(client, token).text("ReasonCode") == "B007"
+
+
+def test_t001_refusals_at_once(client: httpx.Client, token: str) -> None:
+    mismatch = call(client, "T001", transfer_out_body(name="李四"), token)
+    assert (mismatch.status, mismatch.code) == (200, "B005")
+    assert call(client, "T001", transfer_out_body(id_number=BAD_CHECK_DIGIT), token).code == "B003"
+    assert call(client, "T001", transfer_out_body(to_region=REGION), token).code == "S400"
+    assert call(client, "T001", transfer_out_body(to_region="33010"), token).code == "S400"
+    assert stage_of(client, token).code == "B404"
+    assert call(client, "T002", "", token).code == "S400"
+    both = "<BizNo>HGW-T-0001</BizNo><TransferNo>420100-T-000001</TransferNo>"
+    assert call(client, "T002", both, token).code == "S400"
+    assert call(client, "T002", "<TransferNo>420100-T-999999</TransferNo>", token).code == "B404"
+
+
+def test_t001_is_idempotent_by_biz_no(client: httpx.Client, token: str) -> None:
+    first = call(client, "T001", transfer_out_body(), token)
+    CLOCK.now = NOW + STEP
+    again = call(client, "T001", transfer_out_body(types=("110",)), token)
+    assert (again.text("TransferNo"), again.text("Stage")) == (first.text("TransferNo"), "2")
+    state = client.get("/__mock__/state").json()
+    assert [(t["TransferNo"], t["InsTypes"], t["IdNo"]) for t in state["transfers_out"]] == [
+        ("420100-T-000001", ["110", "310"], "4201**********0177")
+    ]
+
+
+def test_a_suspended_record_can_be_transferred(client: httpx.Client, token: str) -> None:
+    carried = "<Item><InsType>110</InsType><PaidMonths>12</PaidMonths><BeginDate>2020-01-01</BeginDate>" \
+              "<FundAmount>100.00</FundAmount><Base>5000.00</Base></Item>"
+    call(client, "T003", transfer_in_body(carried=carried), token)
+    call(client, "T001", transfer_out_body(id_number=LI_MING, name="李明", types=("110",)), token)
+    CLOCK.now = NOW + 2 * STEP
+    [item] = stage_of(client, token).items("Carried/Item")
+    assert item == {"InsType": "110", "PaidMonths": "12", "BeginDate": "2020-01-01", "Base": "5000.00",
+                    "FundAmount": "4800.00"}
+
+
+# T003 and T004
+
+
+def transfer_in_body(
+    biz_no: str = "HGW-I-0001",
+    id_number: str = LI_MING,
+    name: str = "李明",
+    from_region: str = "330100",
+    carried: str = "<Item><InsType>110</InsType><PaidMonths>30</PaidMonths><BeginDate>2018-01-01</BeginDate>"
+    "<FundAmount>1000.00</FundAmount></Item>",
+) -> str:
+    return (
+        f"<BizNo>{biz_no}</BizNo><IdNo>{id_number}</IdNo><Name>{name}</Name><FromRegion>{from_region}</FromRegion>"
+        f"<SourceTransferNo>330100-T-000001</SourceTransferNo><Carried>{carried}</Carried>"
+    )
+
+
+def test_t003_creates_suspended_records_for_a_new_person(client: httpx.Client, token: str) -> None:
+    carried = (
+        "<Item><InsType>110</InsType><PaidMonths>30</PaidMonths><BeginDate>2018-01-01</BeginDate>"
+        "<FundAmount>1000.00</FundAmount><Base>6000.00</Base></Item>"
+        "<Item><InsType>310</InsType><PaidMonths>24</PaidMonths><FundAmount>0.00</FundAmount></Item>"
+    )
+    reply = call(client, "T003", transfer_in_body(carried=carried), token, serial_no="I-1")
+    assert (reply.code, reply.head("TransCode"), reply.head("SerialNo")) == ("0000", "T003", "I-1")
+    assert reply.items(".") == [{"BizNo": "HGW-I-0001", "AcceptNo": "420100-I-000001", "InStatus": "1",
+                                 "AcceptDate": "2026-11-21", "ReasonCode": "", "ReasonMsg": ""}]
+    records = records_of(client, token, LI_MING, "李明")
+    assert records == [
+        {"InsType": "110", "Status": "暂停缴费", "UnitCode": "", "UnitName": "", "BeginDate": "2018-01-01",
+         "EndDate": "", "PaidMonths": "30", "Base": "6000.00", "LastPaidPeriod": ""},
+        {"InsType": "310", "Status": "暂停缴费", "UnitCode": "", "UnitName": "", "BeginDate": "",
+         "EndDate": "", "PaidMonths": "24", "Base": "0.00", "LastPaidPeriod": ""},
+    ]
+    assert call(client, "T004", "<BizNo>HGW-I-0001</BizNo>", token).items(".") == reply.items(".")
+    assert call(client, "T004", "<BizNo>HGW-I-NEVER</BizNo>", token).code == "B404"
+
+
+def test_t003_merges_into_an_existing_record(client: httpx.Client, token: str) -> None:
+    carried = "<Item><InsType>110</InsType><PaidMonths>20</PaidMonths><BeginDate>2015-06-01</BeginDate>" \
+              "<FundAmount>500.00</FundAmount></Item>"
+    reply = call(client, "T003", transfer_in_body(id_number=ZHANG_SAN, name="张三", carried=carried), token)
+    assert reply.text("InStatus") == "1"
+    pension = records_of(client, token)[0]
+    assert (pension["Status"], pension["PaidMonths"], pension["BeginDate"], pension["UnitCode"]) == (
+        "参保缴费", "88", "2015-06-01", UNIT_CODE
+    )
+    assert len(records_of(client, token)) == 2
+
+
+def test_t003_does_not_merge_into_a_transferred_out_record(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    bureau.transfer_step_seconds = 0.0
+    call(client, "T001", transfer_out_body(types=("110",)), token)
+    carried = "<Item><InsType>110</InsType><PaidMonths>5</PaidMonths><BeginDate>2026-01-01</BeginDate>" \
+              "<FundAmount>50.00</FundAmount></Item>"
+    call(client, "T003", transfer_in_body(id_number=ZHANG_SAN, name="张三", carried=carried), token)
+    pensions = [r for r in records_of(client, token) if r["InsType"] == "110"]
+    assert [(r["Status"], r["PaidMonths"], r["BeginDate"]) for r in pensions] == [
+        ("已转出", "68", "2019-03-01"), ("暂停缴费", "5", "2026-01-01")
+    ]
+
+
+def test_t003_name_mismatch_is_a_refused_transfer_in(client: httpx.Client, token: str) -> None:
+    reply = call(client, "T003", transfer_in_body(id_number=ZHANG_SAN, name="李四"), token)
+    assert (reply.code, reply.text("InStatus"), reply.text("ReasonCode"), reply.text("ReasonMsg")) == (
+        "0000", "9", "B005", "姓名与公民身份号码不符"
+    )
+    assert records_of(client, token) == ZHANG_SAN_RECORDS
+    assert call(client, "T004", "<BizNo>HGW-I-0001</BizNo>", token).text("InStatus") == "9"
+
+
+def test_t003_is_idempotent_by_biz_no(client: httpx.Client, token: str) -> None:
+    first = call(client, "T003", transfer_in_body(), token)
+    again = call(client, "T003", transfer_in_body(), token)
+    assert first.items(".") == again.items(".")
+    assert records_of(client, token, LI_MING, "李明")[0]["PaidMonths"] == "30"
+    state = client.get("/__mock__/state").json()
+    assert [(t["AcceptNo"], t["IdNo"], t["FromRegion"]) for t in state["transfers_in"]] == [
+        ("420100-I-000001", "4301**********0356", "330100")
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        transfer_in_body(from_region=REGION),
+        transfer_in_body(carried=""),
+        transfer_in_body(carried="<Item><InsType>110</InsType><PaidMonths>-1</PaidMonths><FundAmount>1.00</FundAmount></Item>"),
+        transfer_in_body(carried="<Item><InsType>110</InsType><PaidMonths>1</PaidMonths><FundAmount>1</FundAmount></Item>"),
+        transfer_in_body(carried="<Item><InsType>110</InsType><PaidMonths>1</PaidMonths><FundAmount>1.00</FundAmount></Item>" * 2),
+        transfer_in_body(carried="<Item><InsType>999</InsType><PaidMonths>1</PaidMonths><FundAmount>1.00</FundAmount></Item>"),
+    ],
+)
+def test_malformed_t003_is_s400(client: httpx.Client, token: str, body: str) -> None:
+    assert call(client, "T003", body, token).code == "S400"
+    assert records_of(client, token, LI_MING, "李明") == []
+
+
+def test_new_transactions_need_a_session(client: httpx.Client) -> None:
+    for trans_code in ("D001", "D002", "T001", "T002", "T003", "T004"):
+        reply = call(client, trans_code, "<BizNo>HGW-ANYTHING</BizNo>", "bogus")
+        assert (reply.status, reply.code) == (401, "AUTH01")
+
+
+def test_faults_apply_to_the_new_transactions(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    bureau.faults.add(parse_fault("D001:drop_after:times=1"))
+    with pytest.raises(httpx.TransportError):
+        post(client, document("D001", declaration(line(1)), token=token).encode("gbk"))
+    assert call(client, "D002", "<BizNo>HGW-D-0001</BizNo>", token).text("DeclStatus") == "1"
+    bureau.faults.add(parse_fault("T001:drop:times=1"))
+    with pytest.raises(httpx.TransportError):
+        post(client, document("T001", transfer_out_body(), token=token).encode("gbk"))
+    assert stage_of(client, token).code == "B404"
+    bureau.faults.add(parse_fault("T003:rate_limit:retry_after=2,times=1"))
+    busy = call(client, "T003", transfer_in_body(), token)
+    assert (busy.status, busy.code, busy.headers["Retry-After"]) == (503, "S503", "2")
+    assert call(client, "T004", "<BizNo>HGW-I-0001</BizNo>", token).code == "B404"
+    dropped = [r for r in bureau.requests if r.code == "DROP"]
+    assert [(r.operation, r.biz_no) for r in dropped] == [("D001", "HGW-D-0001"), ("T001", "HGW-T-0001")]
+
+
+def test_reset_forgets_declarations_and_transfers(client: httpx.Client, token: str) -> None:
+    call(client, "D001", declaration(line(1)), token)
+    call(client, "T001", transfer_out_body(), token)
+    call(client, "T003", transfer_in_body(biz_no="HGW-I-0002", id_number="110101199003074514", name="王五"), token)
+    assert client.post("/__mock__/reset").status_code == 204
+    state = client.get("/__mock__/state").json()
+    assert (state["declarations"], state["transfers_out"], state["transfers_in"]) == ([], [], [])
+    token = login(client)
+    assert records_of(client, token) == ZHANG_SAN_RECORDS
+    assert records_of(client, token, LI_MING, "李明") == []
 
 
 # Faults, request log, control plane

@@ -31,6 +31,7 @@ from adapters import (
     ConfigurationError,
     ContributionHistory,
     ContributionMonth,
+    Declarations,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
@@ -45,6 +46,18 @@ from adapters import (
     UpstreamTimeout,
 )
 from adapters.http import UpstreamCall
+from adapters.models import (
+    CarriedInsurance,
+    DeclarationLine,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
+)
+from adapters.protocols import TransfersIn, TransfersOut
 from adapters.social_security.xml_gbk import (
     GATEWAY_PATH,
     XmlGbkBureauAdapter,
@@ -313,6 +326,9 @@ def test_declares_what_it_is() -> None:
         Capability.ENROLMENT,
         Capability.ENROLMENT_LOOKUP,
         Capability.CONTRIBUTION_HISTORY,
+        Capability.DECLARATION,
+        Capability.TRANSFER_OUT,
+        Capability.TRANSFER_IN,
     }
     assert XmlGbkBureauAdapter.required_credentials == ("user_id", "password")
     retry = XmlGbkBureauAdapter.policy.retry
@@ -324,6 +340,9 @@ def test_declares_what_it_is() -> None:
 async def test_satisfies_the_bureau_protocols(adapter: XmlGbkBureauAdapter) -> None:
     assert isinstance(adapter, BureauAdapter)
     assert isinstance(adapter, ContributionHistory)
+    assert isinstance(adapter, Declarations)
+    assert isinstance(adapter, TransfersOut)
+    assert isinstance(adapter, TransfersIn)
     assert adapter.name == "wh-bureau"
 
 
@@ -714,7 +733,10 @@ async def test_insurance_type_codes(fake: FakeBureau, adapter: XmlGbkBureauAdapt
     assert record.insurance_type == insurance_type
 
 
-@pytest.mark.parametrize(("word", "status"), [("参保缴费", "active"), ("暂停缴费", "suspended"), ("终止参保", "terminated")])
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [("参保缴费", "active"), ("暂停缴费", "suspended"), ("终止参保", "terminated"), ("已转出", "transferred")],
+)
 async def test_status_words(fake: FakeBureau, adapter: XmlGbkBureauAdapter, word: str, status: str) -> None:
     fake.on("Q001", records(record_xml(Status=f"\n      {word}  ")))  # trimmed
     [record] = await adapter.search_participation(ZHANG_SAN, context=CallContext())
@@ -1187,6 +1209,375 @@ async def test_find_enrolment_does_not_hide_other_errors(fake: FakeBureau, adapt
     fake.always("E002", refuse("AUTH01"))
     with pytest.raises(UpstreamAuthenticationError):
         await adapter.find_enrolment(BIZ_NO, context=CallContext())
+
+
+# -- Q002 without a name ----------------------------------------------------------------------
+
+
+async def test_contribution_history_without_a_name_leaves_it_out(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("Q002", months(month_xml("202408", "110", "2")))
+    [month] = await adapter.contribution_history(
+        Person(id_number=ZHANG_SAN.id_number, name=""), "2024-08", "2024-08", context=CallContext()
+    )
+    assert month.status == "late"
+    [query] = fake.calls("Q002")
+    assert [child.tag for child in query.body] == ["IdNo", "FromPeriod", "ToPeriod"]
+
+
+# -- D001 / D002 declarations -----------------------------------------------------------------
+
+DECL_NO = "HGW-D-0123456789ABCDEF"
+
+
+def declaration_submission(**overrides: Any) -> DeclarationSubmission:
+    values: dict[str, Any] = {
+        "reference": DECL_NO,
+        "region": REGION,
+        "employer": Employer(uscc=USCC, name=UNIT_NAME),
+        "period": "2026-11",
+        "lines": (
+            DeclarationLine(1, LI_MING, "new", ("pension", "medical"), Decimal("8000"), hire_date=dt.date(2026, 11, 2)),
+            DeclarationLine(2, ZHANG_SAN, "leave", ("pension",), None, leave_date=dt.date(2026, 11, 15)),
+            DeclarationLine(3, ZHANG_SAN, "change", ("medical",), Decimal("9500.00")),
+            DeclarationLine(4, ZHANG_SAN, "continue", ("medical",), Decimal("9500.00")),
+        ),
+    }
+    values.update(overrides)
+    return DeclarationSubmission(**values)
+
+
+def result_xml(line_no: int, status: str = "1", code: str = "", msg: str = "") -> str:
+    return (f"<Result><LineNo>{line_no}</LineNo><LineStatus>{status}</LineStatus>"
+            f"<ErrCode>{code}</ErrCode><ErrMsg>{msg}</ErrMsg></Result>")
+
+
+def declared(*results: str, status: str = "2", biz_no: str = DECL_NO, decl_no: str = "420100-D-000001") -> Reply:
+    return Reply(f"<BizNo>{biz_no}</BizNo><DeclNo>{decl_no}</DeclNo><DeclStatus>{status}</DeclStatus>"
+                 f"<DecideDate>2026-11-21</DecideDate><Results>{''.join(results)}</Results>")
+
+
+PARTIAL = declared(result_xml(1), result_xml(2, "0", "B006", "该单位无此人有效参保记录"), result_xml(3), result_xml(4))
+
+
+async def test_declaration_sends_the_protocol_body_and_maps_line_results(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("D001", PARTIAL)
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt == DeclarationReceipt(
+        reference=DECL_NO,
+        bureau_reference="420100-D-000001",
+        status="partially_accepted",
+        lines=(
+            DeclarationLineResult(1, "accepted"),
+            DeclarationLineResult(2, "rejected", "B006", "该单位无此人有效参保记录"),
+            DeclarationLineResult(3, "accepted"),
+            DeclarationLineResult(4, "accepted"),
+        ),
+        decided_on=dt.date(2026, 11, 21),
+    )
+    [sent] = fake.calls("D001")
+    assert [child.tag for child in sent.body] == ["BizNo", "UnitCode", "UnitName", "Period", "Lines"]
+    assert (sent.text("BizNo"), sent.text("UnitName"), sent.text("Period")) == (DECL_NO, UNIT_NAME, "202611")
+    lines = [{child.tag: (child.text or "") for child in line if child.tag != "InsTypes"}
+             for line in sent.body.findall("Lines/Line")]
+    assert lines == [
+        {"LineNo": "1", "IdNo": LI_MING.id_number, "Name": "李明", "ChangeType": "1", "Base": "8000.00",
+         "HireDate": "2026-11-02"},
+        {"LineNo": "2", "IdNo": ZHANG_SAN.id_number, "Name": "张三", "ChangeType": "2", "LeaveDate": "2026-11-15"},
+        {"LineNo": "3", "IdNo": ZHANG_SAN.id_number, "Name": "张三", "ChangeType": "3", "Base": "9500.00"},
+        {"LineNo": "4", "IdNo": ZHANG_SAN.id_number, "Name": "张三", "ChangeType": "4", "Base": "9500.00"},
+    ]
+    assert [t.text for t in sent.body.findall("Lines/Line[1]/InsTypes/InsType")] == ["110", "310"]
+
+
+@pytest.mark.parametrize(("wire", "status"), [("1", "accepted"), ("2", "partially_accepted"), ("3", "rejected")])
+async def test_declaration_statuses(fake: FakeBureau, adapter: XmlGbkBureauAdapter, wire: str, status: str) -> None:
+    fake.on("D002", declared(result_xml(1), status=wire))
+    receipt = await adapter.find_declaration(DECL_NO, context=CallContext())
+    assert receipt is not None and receipt.status == status
+
+
+async def test_declaration_refused_as_a_whole_is_a_rejection(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("D001", refuse("S400", "报文格式错误: LineNo must be unique"))
+    with pytest.raises(BusinessRejection) as info:
+        await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert info.value.upstream_code == "S400"
+    assert fake.order == ["LOGIN", "D001"]
+
+
+async def test_ambiguous_declaration_that_landed_is_not_sent_again(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("D001", httpx.ReadTimeout("lost"))
+    fake.on("D002", PARTIAL)
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt.status == "partially_accepted"
+    assert fake.order == ["LOGIN", "D001", "D002"]
+    assert fake.calls("D002")[0].text("BizNo") == DECL_NO
+
+
+async def test_ambiguous_declaration_that_did_not_land_is_sent_again(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("D001", refuse("S999", "系统错误"), declared(result_xml(1), status="1"))
+    fake.on("D002", NOT_FOUND)
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt.status == "accepted"
+    assert fake.order == ["LOGIN", "D001", "D002", "D001"]
+    first, second = fake.calls("D001")
+    assert ET.tostring(first.body) == ET.tostring(second.body)
+
+
+async def test_find_declaration_of_a_reference_that_never_landed_is_none(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("D002", NOT_FOUND)
+    assert await adapter.find_declaration(DECL_NO, context=CallContext()) is None
+
+
+async def test_auth01_on_a_declaration_logs_in_again_once(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("D001", refuse("AUTH01"), PARTIAL)
+    await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert fake.order == ["LOGIN", "D001", "LOGIN", "D001"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        declared(result_xml(1), biz_no="HGW-D-SOMETHING-ELSE"),
+        declared(result_xml(1), status="7"),
+        declared(result_xml(1, "5")),
+        Reply(f"<BizNo>{DECL_NO}</BizNo><DeclNo>420100-D-000001</DeclNo><DeclStatus>1</DeclStatus>"),
+    ],
+)
+async def test_an_unreadable_declaration_answer_is_a_protocol_error(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter, reply: Reply
+) -> None:
+    fake.on("D002", reply)
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_declaration(DECL_NO, context=CallContext())
+
+
+async def test_declaration_names_gbk_cannot_hold_are_refused_before_sending(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    bad = DeclarationLine(1, Person(LI_MING.id_number, f"李{NOT_GBK}"), "new", ("pension",), Decimal("8000.00"))
+    with pytest.raises(BusinessRejection) as info:
+        await adapter.submit_declaration(declaration_submission(lines=(bad,)), context=CallContext())
+    assert info.value.field == "name"
+    assert fake.received == []
+
+
+# -- T001 / T002 transfers out -------------------------------------------------------------
+
+TRANSFER_REF = "HGW-T-0123456789ABCDEF"
+
+
+def transfer_out_submission(**overrides: Any) -> TransferOutSubmission:
+    values: dict[str, Any] = {
+        "reference": TRANSFER_REF,
+        "region": REGION,
+        "to_region": "330100",
+        "person": ZHANG_SAN,
+        "insurance_types": ("pension", "medical"),
+    }
+    values.update(overrides)
+    return TransferOutSubmission(**values)
+
+
+CARRIED_XML = (
+    "<Item><InsType>110</InsType><PaidMonths>68</PaidMonths><BeginDate>2019-03-01</BeginDate>"
+    "<Base>9000.00</Base><FundAmount>48960.00</FundAmount></Item>"
+    "<Item><InsType>310</InsType><PaidMonths>68</PaidMonths><BeginDate>2019-03-01</BeginDate>"
+    "<Base>9000.00</Base><FundAmount>12240.00</FundAmount></Item>"
+)
+
+
+def transfer_state(stage: str = "1", carried: str = "", reason_code: str = "", reason_msg: str = "",
+                   biz_no: str = TRANSFER_REF, stage_date: str = "2026-11-21") -> Reply:
+    return Reply(
+        f"<BizNo>{biz_no}</BizNo><TransferNo>420100-T-000001</TransferNo><ToRegion>330100</ToRegion>"
+        f"<Stage>{stage}</Stage><ApplyDate>2026-11-21</ApplyDate><StageDate>{stage_date}</StageDate>"
+        f"<ReasonCode>{reason_code}</ReasonCode><ReasonMsg>{reason_msg}</ReasonMsg><Carried>{carried}</Carried>"
+    )
+
+
+async def test_transfer_out_sends_the_protocol_body(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T001", transfer_state("1"))
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert progress == TransferOutProgress(
+        reference=TRANSFER_REF, bureau_reference="420100-T-000001", stage="submitted",
+        updated_on=dt.date(2026, 11, 21),
+    )
+    [sent] = fake.calls("T001")
+    assert [(child.tag, child.text) for child in sent.body if child.tag != "InsTypes"] == [
+        ("BizNo", TRANSFER_REF), ("IdNo", ZHANG_SAN.id_number), ("Name", "张三"), ("ToRegion", "330100"),
+    ]
+    assert [t.text for t in sent.body.findall("InsTypes/InsType")] == ["110", "310"]
+
+
+async def test_transfer_out_stages_and_carried_funds(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T002", transfer_state("2"), transfer_state("3", CARRIED_XML, stage_date="2026-11-22"))
+    reviewed = await adapter.transfer_out_status(TRANSFER_REF, context=CallContext())
+    assert reviewed is not None and (reviewed.stage, reviewed.carried) == ("source_reviewed", ())
+    done = await adapter.transfer_out_status(TRANSFER_REF, context=CallContext())
+    assert done == TransferOutProgress(
+        reference=TRANSFER_REF,
+        bureau_reference="420100-T-000001",
+        stage="funds_transferred",
+        carried=(
+            CarriedInsurance("pension", 68, dt.date(2019, 3, 1), Decimal("48960.00")),
+            CarriedInsurance("medical", 68, dt.date(2019, 3, 1), Decimal("12240.00")),
+        ),
+        updated_on=dt.date(2026, 11, 22),
+    )
+    assert [(c.text("BizNo")) for c in fake.calls("T002")] == [TRANSFER_REF, TRANSFER_REF]
+
+
+async def test_transfer_out_rejected_with_a_chinese_reason(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T002", transfer_state("9", reason_code="B007", reason_msg="无可转出的参保记录：失业保险"))
+    progress = await adapter.transfer_out_status(TRANSFER_REF, context=CallContext())
+    assert progress is not None
+    assert (progress.stage, progress.reason_code, progress.reason_message, progress.carried) == (
+        "rejected", "B007", "无可转出的参保记录：失业保险", ()
+    )
+
+
+async def test_transfer_out_name_mismatch_is_a_rejection(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T001", refuse("B005", "姓名与公民身份号码不符"))
+    with pytest.raises(BusinessRejection) as info:
+        await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert (info.value.upstream_code, info.value.upstream_message, info.value.field) == (
+        "B005", "姓名与公民身份号码不符", "name"
+    )
+    assert fake.order == ["LOGIN", "T001"]
+
+
+async def test_ambiguous_transfer_out_is_asked_about_before_resending(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("T001", httpx.ReadTimeout("lost"), transfer_state("1"))
+    fake.on("T002", NOT_FOUND)
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert progress.stage == "submitted"
+    assert fake.order == ["LOGIN", "T001", "T002", "T001"]
+
+
+async def test_ambiguous_transfer_out_that_landed(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T001", refuse("S999", "系统错误"))
+    fake.on("T002", transfer_state("2"))
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert progress.stage == "source_reviewed"
+    assert fake.order == ["LOGIN", "T001", "T002"]
+
+
+async def test_transfer_out_status_of_a_reference_that_never_landed_is_none(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("T002", NOT_FOUND)
+    assert await adapter.transfer_out_status(TRANSFER_REF, context=CallContext()) is None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        transfer_state("1", biz_no="HGW-T-OTHER-000001"),
+        transfer_state("4"),
+        transfer_state("9"),  # rejected without a reason code
+        transfer_state("3", "<Item><InsType>110</InsType><PaidMonths>x</PaidMonths><FundAmount>1.00</FundAmount></Item>"),
+        transfer_state("3", "<Item><InsType>110</InsType><PaidMonths>1</PaidMonths></Item>"),
+    ],
+)
+async def test_an_unreadable_transfer_state_is_a_protocol_error(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter, reply: Reply
+) -> None:
+    fake.on("T002", reply)
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.transfer_out_status(TRANSFER_REF, context=CallContext())
+
+
+# -- T003 / T004 transfers in --------------------------------------------------------------
+
+TRANSFER_IN_REF = "HGW-I-0123456789ABCDEF"
+
+
+def transfer_in_submission(**overrides: Any) -> TransferInSubmission:
+    values: dict[str, Any] = {
+        "reference": TRANSFER_IN_REF,
+        "region": REGION,
+        "from_region": "330100",
+        "source_reference": "330100-T-000001",
+        "person": LI_MING,
+        "carried": (
+            CarriedInsurance("pension", 30, dt.date(2018, 1, 1), Decimal("1000")),
+            CarriedInsurance("medical", 24, None, Decimal("0.00")),
+        ),
+    }
+    values.update(overrides)
+    return TransferInSubmission(**values)
+
+
+def transferred_in(status: str = "1", code: str = "", msg: str = "", biz_no: str = TRANSFER_IN_REF) -> Reply:
+    return Reply(f"<BizNo>{biz_no}</BizNo><AcceptNo>420100-I-000001</AcceptNo><InStatus>{status}</InStatus>"
+                 f"<AcceptDate>2026-11-21</AcceptDate><ReasonCode>{code}</ReasonCode><ReasonMsg>{msg}</ReasonMsg>")
+
+
+async def test_transfer_in_sends_the_protocol_body(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T003", transferred_in())
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert receipt == TransferInReceipt(TRANSFER_IN_REF, "420100-I-000001", "accepted")
+    [sent] = fake.calls("T003")
+    assert [(child.tag, child.text) for child in sent.body if child.tag != "Carried"] == [
+        ("BizNo", TRANSFER_IN_REF), ("IdNo", LI_MING.id_number), ("Name", "李明"), ("FromRegion", "330100"),
+        ("SourceTransferNo", "330100-T-000001"),
+    ]
+    items = [{child.tag: child.text for child in item} for item in sent.body.findall("Carried/Item")]
+    assert items == [
+        {"InsType": "110", "PaidMonths": "30", "BeginDate": "2018-01-01", "FundAmount": "1000.00"},
+        {"InsType": "310", "PaidMonths": "24", "FundAmount": "0.00"},
+    ]
+
+
+async def test_transfer_in_refused_with_a_reason(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T003", transferred_in("9", "B005", "姓名与公民身份号码不符"))
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert (receipt.status, receipt.reason_code, receipt.reason_message) == ("rejected", "B005", "姓名与公民身份号码不符")
+
+
+async def test_ambiguous_transfer_in_then_lookup(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T003", httpx.RemoteProtocolError("gone"))
+    fake.on("T004", transferred_in())
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert receipt.status == "accepted"
+    assert fake.order == ["LOGIN", "T003", "T004"]
+
+
+async def test_find_transfer_in_of_a_reference_that_never_landed_is_none(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("T004", NOT_FOUND)
+    assert await adapter.find_transfer_in(TRANSFER_IN_REF, context=CallContext()) is None
+
+
+async def test_an_unreadable_transfer_in_answer_is_a_protocol_error(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("T004", transferred_in("5"))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_transfer_in(TRANSFER_IN_REF, context=CallContext())
+
+
+async def test_observer_names_the_new_operations(fake: FakeBureau, make_adapter: MakeAdapter) -> None:
+    seen: list[UpstreamCall] = []
+    adapter = make_adapter(observer=seen.append)
+    fake.on("D001", PARTIAL).on("D002", PARTIAL)
+    fake.on("T001", transfer_state()).on("T002", transfer_state())
+    fake.on("T003", transferred_in()).on("T004", transferred_in())
+    await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    await adapter.find_declaration(DECL_NO, context=CallContext())
+    await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    await adapter.transfer_out_status(TRANSFER_REF, context=CallContext())
+    await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    await adapter.find_transfer_in(TRANSFER_IN_REF, context=CallContext())
+    assert [c.operation for c in seen if c.operation != "session.login"] == [
+        "declaration.submit", "declaration.lookup", "transfer_out.submit", "transfer_out.status",
+        "transfer_in.submit", "transfer_in.lookup",
+    ]
 
 
 # -- observer and circuit --------------------------------------------------------------------
