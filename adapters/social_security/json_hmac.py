@@ -1,7 +1,9 @@
 """Adapter for the ``json-hmac`` bureau family (docs/dialects/json-hmac.md).
 
 JSON over POST, HMAC-SHA256 signed headers, ``{"code", "msg", "data"}`` envelopes,
-money in integer fen, dates as ``yyyyMMdd``, paged queries.
+money in integer fen, dates as ``yyyyMMdd``, paged queries. Declarations and
+transfers in are decided at once by these bureaus; transfers out move through
+stages that are asked for by reference.
 """
 
 from __future__ import annotations
@@ -29,22 +31,43 @@ from ..errors import (
 from ..exactly_once import send_at_most_once
 from ..http import RetryPolicy, UpstreamPolicy
 from ..models import (
+    CarriedInsurance,
+    ContributionMonth,
+    DeclarationChange,
+    DeclarationLine,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
     InsuranceType,
     ParticipationRecord,
     ParticipationStatus,
+    PaymentStatus,
     Person,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
     money,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
+from ..values import to_yyyymm
 
 __all__ = ["JsonHmacAuth", "JsonHmacBureauAdapter"]
 
 QUERY_PATH = "/api/v1/insured/query"
 SUBMIT_PATH = "/api/v1/enrolment/submit"
 ENROLMENT_QUERY_PATH = "/api/v1/enrolment/query"
+DECLARATION_PATH = "/api/v1/declaration/submit"
+DECLARATION_QUERY_PATH = "/api/v1/declaration/query"
+TRANSFER_OUT_PATH = "/api/v1/transfer/out/submit"
+TRANSFER_OUT_QUERY_PATH = "/api/v1/transfer/out/query"
+TRANSFER_IN_PATH = "/api/v1/transfer/in/submit"
+TRANSFER_IN_QUERY_PATH = "/api/v1/transfer/in/query"
+CONTRIBUTION_PATH = "/api/v1/contribution/query"
+_JSON = {"Content-Type": "application/json"}
 
 _TYPE_TO_CODE: dict[InsuranceType, str] = {
     "pension": "110",
@@ -54,7 +77,18 @@ _TYPE_TO_CODE: dict[InsuranceType, str] = {
     "maternity": "510",
 }
 _CODE_TO_TYPE: dict[str, InsuranceType] = {code: kind for kind, code in _TYPE_TO_CODE.items()}
-_STATUS: dict[str, ParticipationStatus] = {"1": "active", "2": "suspended", "3": "terminated"}
+_STATUS: dict[str, ParticipationStatus] = {"1": "active", "2": "suspended", "3": "terminated", "4": "transferred"}
+_CHANGE: dict[DeclarationChange, str] = {"new": "01", "leave": "02", "change": "03", "continue": "04"}
+_DECLARATION_STATUS = {"ACCEPTED": "accepted", "PARTIAL": "partially_accepted", "REJECTED": "rejected"}
+_LINE_STATUS = {"ACCEPTED": "accepted", "REJECTED": "rejected"}
+_STAGE = {
+    "SUBMITTED": "submitted",
+    "SOURCE_REVIEWED": "source_reviewed",
+    "FUNDS_TRANSFERRED": "funds_transferred",
+    "REJECTED": "rejected",
+}
+_TRANSFER_IN_STATUS = {"ACCEPTED": "accepted", "REJECTED": "rejected"}
+_PAY_STATUS: dict[str, PaymentStatus] = {"1": "paid", "2": "late", "3": "unpaid"}
 
 _AUTH_CODES = frozenset({"1001", "1002", "1003", "1004"})
 # Which canonical field a business refusal is about, where the code says so.
@@ -123,7 +157,15 @@ class JsonHmacBureauAdapter(HttpAdapter):
     dialect: ClassVar[str] = "json-hmac"
     version: ClassVar[str] = "1.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.PARTICIPATION_SEARCH, Capability.ENROLMENT, Capability.ENROLMENT_LOOKUP}
+        {
+            Capability.PARTICIPATION_SEARCH,
+            Capability.ENROLMENT,
+            Capability.ENROLMENT_LOOKUP,
+            Capability.CONTRIBUTION_HISTORY,
+            Capability.DECLARATION,
+            Capability.TRANSFER_OUT,
+            Capability.TRANSFER_IN,
+        }
     )
     # These bureaus rate-limit with Retry-After and are slow at month end: a few
     # patient retries, but a search must still answer within seconds.
@@ -160,7 +202,7 @@ class JsonHmacBureauAdapter(HttpAdapter):
         if code in _AUTH_CODES:
             raise UpstreamAuthenticationError(f"bureau refused our signature ({code})", **details)
         if code == "2404":
-            raise UpstreamNotFound("bureau has no such enrolment", **details)
+            raise UpstreamNotFound("bureau has no such submission", **details)
         raise BusinessRejection(
             f"bureau refused the request ({code})", field=_REJECTION_FIELDS.get(code), **details
         )
@@ -256,3 +298,261 @@ class JsonHmacBureauAdapter(HttpAdapter):
             )
         except UpstreamNotFound:
             return None
+
+    # -- shared plumbing of submissions ----------------------------------------------------
+
+    async def _lookup(
+        self, path: str, query: dict[str, Any], parse: Callable[[httpx.Response], Any], *,
+        operation: str, context: CallContext,
+    ) -> Any:
+        """A read by reference; the bureau's ``2404`` means it never landed (``None``)."""
+        try:
+            return await self.client.call(
+                "POST", path, parse, operation=operation, context=context, idempotent=True,
+                content=msgspec.json.encode(query), headers=_JSON,
+            )
+        except UpstreamNotFound:
+            return None
+
+    def _data_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        data = self._unwrap(response)
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError(f"{what} answer without a data object", response=response)
+        return data
+
+    def _parsed(self, response: httpx.Response, what: str, build: Callable[[dict[str, Any]], Any]) -> Any:
+        """``build(data)``, with anything unreadable in the data as an ``UpstreamProtocolError``."""
+        data = self._data_object(response, what)
+        try:
+            return build(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamProtocolError(f"unreadable {what} answer", response=response) from exc
+
+    # -- declarations ----------------------------------------------------------------------
+
+    @staticmethod
+    def _declaration_detail(line: DeclarationLine) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "lineNo": line.line,
+            "idCardNo": line.person.id_number,
+            "name": line.person.name,
+            "changeType": _CHANGE[line.change],
+            "insuranceTypes": [_TYPE_TO_CODE[t] for t in line.insurance_types],
+        }
+        if line.change != "leave" and line.contribution_base is not None:
+            detail["baseAmount"] = yuan_to_fen(line.contribution_base)
+        if line.change == "new" and line.hire_date is not None:
+            detail["hireDate"] = line.hire_date.strftime("%Y%m%d")
+        if line.change == "leave" and line.leave_date is not None:
+            detail["leaveDate"] = line.leave_date.strftime("%Y%m%d")
+        return detail
+
+    @staticmethod
+    def _declaration_receipt(data: dict[str, Any]) -> DeclarationReceipt:
+        # An answer in a state this document does not name is taken as still undecided.
+        status = _DECLARATION_STATUS.get(data["status"], "pending")
+        lines = tuple(
+            DeclarationLineResult(
+                line=int(detail["lineNo"]),
+                status=_LINE_STATUS[detail["status"]],  # type: ignore[arg-type]
+                upstream_code=None if detail["status"] == "ACCEPTED" else str(detail["code"]),
+                upstream_message=None if detail["status"] == "ACCEPTED" else str(detail.get("msg", "")),
+            )
+            for detail in data.get("details") or []
+        )
+        return DeclarationReceipt(
+            reference=data["bizNo"],
+            bureau_reference=data.get("declareNo") or None,
+            status=status,  # type: ignore[arg-type]
+            lines=lines,
+            decided_on=parse_date(data.get("declaredAt")) if status != "pending" else None,
+        )
+
+    def _declaration(self, response: httpx.Response) -> DeclarationReceipt:
+        return self._parsed(response, "declaration", self._declaration_receipt)
+
+    async def submit_declaration(
+        self, submission: DeclarationSubmission, *, context: CallContext
+    ) -> DeclarationReceipt:
+        body = msgspec.json.encode(
+            {
+                "bizNo": submission.reference,
+                "unitCode": submission.employer.uscc,
+                "unitName": submission.employer.name,
+                "period": to_yyyymm(submission.period),
+                "details": [self._declaration_detail(line) for line in submission.lines],
+            }
+        )
+        return await send_at_most_once(
+            lambda: self.client.call(
+                "POST", DECLARATION_PATH, self._declaration, operation="declaration.submit",
+                context=context, idempotent=False, content=body, headers=_JSON,
+            ),
+            lambda: self.find_declaration(submission.reference, context=context),
+            reference=f"declaration {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_declaration(self, reference: str, *, context: CallContext) -> DeclarationReceipt | None:
+        return await self._lookup(
+            DECLARATION_QUERY_PATH, {"bizNo": reference}, self._declaration,
+            operation="declaration.lookup", context=context,
+        )
+
+    # -- transfers out ---------------------------------------------------------------------
+
+    @staticmethod
+    def _carried(raw: dict[str, Any]) -> CarriedInsurance | None:
+        insurance_type = _CODE_TO_TYPE.get(raw["insuranceType"])
+        if insurance_type is None:  # a local scheme the canonical model does not cover
+            return None
+        return CarriedInsurance(
+            insurance_type=insurance_type,
+            paid_months=int(raw["paidMonths"]),
+            start_date=parse_date(raw.get("startDate")),
+            fund_amount=fen_to_yuan(int(raw["fundAmount"])),
+        )
+
+    def _progress_of(self, data: dict[str, Any]) -> TransferOutProgress:
+        stage = _STAGE[data["stage"]]
+        carried = tuple(c for c in map(self._carried, data.get("carried") or []) if c is not None)
+        return TransferOutProgress(
+            reference=data["bizNo"],
+            bureau_reference=data.get("transferNo") or None,
+            stage=stage,  # type: ignore[arg-type]
+            carried=carried,
+            reason_code=data.get("reasonCode") or None,
+            reason_message=data.get("reasonMsg") or None,
+            updated_on=parse_date(data.get("updatedAt")),
+        )
+
+    def _progress(self, response: httpx.Response) -> TransferOutProgress:
+        return self._parsed(response, "transfer-out", self._progress_of)
+
+    async def submit_transfer_out(
+        self, submission: TransferOutSubmission, *, context: CallContext
+    ) -> TransferOutProgress:
+        body = msgspec.json.encode(
+            {
+                "bizNo": submission.reference,
+                "idCardNo": submission.person.id_number,
+                "name": submission.person.name,
+                "targetRegion": submission.to_region,
+                "insuranceTypes": [_TYPE_TO_CODE[t] for t in submission.insurance_types],
+            }
+        )
+        return await send_at_most_once(
+            lambda: self.client.call(
+                "POST", TRANSFER_OUT_PATH, self._progress, operation="transfer_out.submit",
+                context=context, idempotent=False, content=body, headers=_JSON,
+            ),
+            lambda: self.transfer_out_status(submission.reference, context=context),
+            reference=f"transfer out {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def transfer_out_status(self, reference: str, *, context: CallContext) -> TransferOutProgress | None:
+        return await self._lookup(
+            TRANSFER_OUT_QUERY_PATH, {"bizNo": reference}, self._progress,
+            operation="transfer_out.status", context=context,
+        )
+
+    # -- transfers in ----------------------------------------------------------------------
+
+    @staticmethod
+    def _transfer_in_receipt(data: dict[str, Any]) -> TransferInReceipt:
+        return TransferInReceipt(
+            reference=data["bizNo"],
+            bureau_reference=data.get("transferInNo") or None,
+            status=_TRANSFER_IN_STATUS.get(data["status"], "pending"),  # type: ignore[arg-type]
+            reason_code=data.get("reasonCode") or None,
+            reason_message=data.get("reasonMsg") or None,
+        )
+
+    def _transfer_in(self, response: httpx.Response) -> TransferInReceipt:
+        return self._parsed(response, "transfer-in", self._transfer_in_receipt)
+
+    async def submit_transfer_in(self, submission: TransferInSubmission, *, context: CallContext) -> TransferInReceipt:
+        body = msgspec.json.encode(
+            {
+                "bizNo": submission.reference,
+                "idCardNo": submission.person.id_number,
+                "name": submission.person.name,
+                "sourceRegion": submission.from_region,
+                "sourceTransferNo": submission.source_reference,
+                "carried": [
+                    {
+                        "insuranceType": _TYPE_TO_CODE[item.insurance_type],
+                        "paidMonths": item.paid_months,
+                        "startDate": item.start_date.strftime("%Y%m%d") if item.start_date else "",
+                        "fundAmount": yuan_to_fen(item.fund_amount),
+                    }
+                    for item in submission.carried
+                ],
+            }
+        )
+        return await send_at_most_once(
+            lambda: self.client.call(
+                "POST", TRANSFER_IN_PATH, self._transfer_in, operation="transfer_in.submit",
+                context=context, idempotent=False, content=body, headers=_JSON,
+            ),
+            lambda: self.find_transfer_in(submission.reference, context=context),
+            reference=f"transfer in {submission.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_transfer_in(self, reference: str, *, context: CallContext) -> TransferInReceipt | None:
+        return await self._lookup(
+            TRANSFER_IN_QUERY_PATH, {"bizNo": reference}, self._transfer_in,
+            operation="transfer_in.lookup", context=context,
+        )
+
+    # -- contribution history --------------------------------------------------------------
+
+    def _month(self, raw: dict[str, Any]) -> ContributionMonth | None:
+        insurance_type = _CODE_TO_TYPE.get(raw["insuranceType"])
+        if insurance_type is None:
+            return None
+        period = format_period(raw["period"])
+        if period is None:
+            raise ValueError("a month without a period")
+        unit_amount, personal_amount = raw.get("unitAmount"), raw.get("personalAmount")
+        return ContributionMonth(
+            region=self.config.regions[0],
+            period=period,
+            insurance_type=insurance_type,
+            status=_PAY_STATUS[raw["payStatus"]],
+            employer_amount=fen_to_yuan(int(unit_amount)) if unit_amount is not None else None,
+            personal_amount=fen_to_yuan(int(personal_amount)) if personal_amount is not None else None,
+            paid_on=parse_date(raw.get("paidDate")),
+        )
+
+    def _months(self, response: httpx.Response) -> tuple[list[ContributionMonth], int, int]:
+        """One page of months: the mapped months, how many raw months it held, the ``total``."""
+
+        def build(data: dict[str, Any]) -> tuple[list[ContributionMonth], int, int]:
+            batch = data.get("months") or []
+            months = [m for m in map(self._month, batch) if m is not None]
+            return months, len(batch), int(data.get("total", 0))
+
+        return self._parsed(response, "contribution", build)
+
+    async def contribution_history(
+        self, person: Person, from_period: str, to_period: str, *, context: CallContext
+    ) -> list[ContributionMonth]:
+        start, end = to_yyyymm(from_period), to_yyyymm(to_period)
+        if start > end:
+            raise ValueError(f"from_period {from_period} is after to_period {to_period}")
+        query: dict[str, Any] = {"idCardNo": person.id_number, "startPeriod": start, "endPeriod": end}
+        if person.name:  # an unknown name is left out: the ID number alone identifies
+            query["name"] = person.name
+        months: list[ContributionMonth] = []
+        page, seen = 1, 0
+        while True:
+            batch, count, total = await self.client.call(
+                "POST", CONTRIBUTION_PATH, self._months, operation="contribution.history",
+                context=context, idempotent=True,
+                content=msgspec.json.encode({**query, "pageNo": page, "pageSize": self.page_size}), headers=_JSON,
+            )
+            seen += count
+            months.extend(batch)
+            if not count or seen >= total:
+                return months
+            page += 1

@@ -11,20 +11,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 
 from mocks.faults import Fault, FaultKind
 from mocks.json_hmac import wire
 from mocks.json_hmac.signing import Verifier
-from mocks.json_hmac.store import Enrolment, Store
+from mocks.json_hmac.store import Enrolment, Store, china_date
 from mocks.json_hmac.wire import BureauError
 from mocks.resident_id import has_valid_check_digit
 from mocks.server import MockServer, Request, RequestKeys, Response
 
 DEFAULT_APP_ID = "hgw-sandbox"
-# The bureau keeps China Standard Time (no DST), which dates acceptances.
-_CHINA = timezone(timedelta(hours=8))
 _REGION = re.compile(r"[0-9]{6}")
 
 
@@ -43,8 +40,10 @@ class _Route:
 class JsonHmacBureau(MockServer):
     """A json-hmac bureau for one region, seeded from ``seeds/<region>.json``.
 
-    ``clock`` drives the signature timestamp window, nonce expiry and acceptance
-    dates, so tests can move time. ``seed=False`` starts with no insured persons.
+    ``clock`` drives the signature timestamp window, nonce expiry, acceptance
+    dates and transfers, so tests can move time. A transfer out advances one stage
+    (review, then funds) every ``transfer_step_seconds`` of that clock; tests may set
+    the attribute. ``seed=False`` starts with no insured persons.
     """
 
     dialect = "json-hmac"
@@ -59,6 +58,7 @@ class JsonHmacBureau(MockServer):
         port: int = 0,
         clock: Callable[[], float] = time.time,
         seed: bool = True,
+        transfer_step_seconds: float = 2.0,
     ) -> None:
         if not _REGION.fullmatch(region):
             raise ValueError(f"region must be a six-digit code, got {region!r}")
@@ -66,13 +66,21 @@ class JsonHmacBureau(MockServer):
         self.app_id = app_id
         self.app_secret = app_secret if app_secret is not None else sandbox_secret(region)
         self._clock = clock
+        self.transfer_step_seconds = transfer_step_seconds
         self._verifier = Verifier(self.app_id, self.app_secret, clock)
-        self._store = Store(region, seed=seed)
+        self._store = Store(region, seed=seed, clock=clock, transfer_step=lambda: self.transfer_step_seconds)
         self._routes = {
             "/api/v1/ping": _Route("GET", signed=False, handler=self._ping),
             "/api/v1/insured/query": _Route("POST", signed=True, handler=self._insured_query),
             "/api/v1/enrolment/submit": _Route("POST", signed=True, handler=self._enrolment_submit),
             "/api/v1/enrolment/query": _Route("POST", signed=True, handler=self._enrolment_query),
+            "/api/v1/declaration/submit": _Route("POST", signed=True, handler=self._declaration_submit),
+            "/api/v1/declaration/query": _Route("POST", signed=True, handler=self._declaration_query),
+            "/api/v1/transfer/out/submit": _Route("POST", signed=True, handler=self._transfer_out_submit),
+            "/api/v1/transfer/out/query": _Route("POST", signed=True, handler=self._transfer_out_query),
+            "/api/v1/transfer/in/submit": _Route("POST", signed=True, handler=self._transfer_in_submit),
+            "/api/v1/transfer/in/query": _Route("POST", signed=True, handler=self._transfer_in_query),
+            "/api/v1/contribution/query": _Route("POST", signed=True, handler=self._contribution_query),
         }
         super().__init__(host=host, port=port)
 
@@ -114,6 +122,10 @@ class JsonHmacBureau(MockServer):
         if not isinstance(obj, dict):
             return RequestKeys()
         person_id, biz_no = obj.get("idCardNo"), obj.get("bizNo")
+        details = obj.get("details")
+        if person_id is None and isinstance(details, list) and details and isinstance(details[0], dict):
+            # A declaration names many persons; faults match on its first line's.
+            person_id = details[0].get("idCardNo")
         return RequestKeys(
             person_id=person_id if isinstance(person_id, str) else None,
             biz_no=biz_no if isinstance(biz_no, str) else None,
@@ -129,6 +141,7 @@ class JsonHmacBureau(MockServer):
             "dialect": self.dialect,
             "region": self.region,
             "enrolments": [enrolment.masked() for enrolment in self._store.enrolments()],
+            **self._store.snapshot(),
         }
 
     def reset_state(self) -> None:
@@ -160,11 +173,58 @@ class JsonHmacBureau(MockServer):
         submit = wire.parse_enrolment_submit(request.body)
         if not has_valid_check_digit(submit.id_number):
             raise BureauError(wire.BAD_CHECK_DIGIT)
-        accepted_at = datetime.fromtimestamp(self._clock(), _CHINA).strftime("%Y%m%d")
-        return wire.success(self._store.enrol(submit, accepted_at).acceptance())
+        return wire.success(self._store.enrol(submit, china_date(self._clock())).acceptance())
 
     def _enrolment_query(self, request: Request) -> Response:
         enrolment = self._store.enrolment(wire.parse_enrolment_query(request.body))
         if enrolment is None:
             raise BureauError(wire.NO_SUCH_ENROLMENT)
         return wire.success(enrolment.acceptance())
+
+    def _declaration_submit(self, request: Request) -> Response:
+        return wire.success(self._store.declare(wire.parse_declaration_submit(request.body)))
+
+    def _declaration_query(self, request: Request) -> Response:
+        answer = self._store.declaration(wire.parse_biz_no_query(request.body))
+        if answer is None:
+            raise BureauError(wire.NO_SUCH_ENROLMENT)
+        return wire.success(answer)
+
+    def _transfer_out_submit(self, request: Request) -> Response:
+        submit = wire.parse_transfer_out_submit(request.body, self.region)
+        if not has_valid_check_digit(submit.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        return wire.success(self._store.transfer_out(submit))
+
+    def _transfer_out_query(self, request: Request) -> Response:
+        answer = self._store.transfer_out_status(*wire.parse_transfer_out_query(request.body))
+        if answer is None:
+            raise BureauError(wire.NO_SUCH_ENROLMENT)
+        return wire.success(answer)
+
+    def _transfer_in_submit(self, request: Request) -> Response:
+        submit = wire.parse_transfer_in_submit(request.body, self.region)
+        if not has_valid_check_digit(submit.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        return wire.success(self._store.transfer_in(submit))
+
+    def _transfer_in_query(self, request: Request) -> Response:
+        answer = self._store.transfer_in_status(wire.parse_biz_no_query(request.body))
+        if answer is None:
+            raise BureauError(wire.NO_SUCH_ENROLMENT)
+        return wire.success(answer)
+
+    def _contribution_query(self, request: Request) -> Response:
+        query = wire.parse_contribution_query(request.body)
+        if not has_valid_check_digit(query.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        months = self._store.months(query)
+        first = (query.page_no - 1) * query.page_size
+        return wire.success(
+            {
+                "total": len(months),
+                "pageNo": query.page_no,
+                "pageSize": query.page_size,
+                "months": [month.to_wire() for month in months[first : first + query.page_size]],
+            }
+        )

@@ -399,3 +399,490 @@ def test_state_dump_masks_id_numbers(client: httpx.Client) -> None:
     [enrolment] = state["enrolments"]
     assert enrolment["idCardNo"] == "4301**********0356"
     assert LI_MING not in json.dumps(state)
+
+
+# -- declarations, transfers, contribution history ------------------------------------------
+
+DECLARE = "/api/v1/declaration/submit"
+DECLARATION_QUERY = "/api/v1/declaration/query"
+TRANSFER_OUT = "/api/v1/transfer/out/submit"
+TRANSFER_OUT_QUERY = "/api/v1/transfer/out/query"
+TRANSFER_IN = "/api/v1/transfer/in/submit"
+TRANSFER_IN_QUERY = "/api/v1/transfer/in/query"
+CONTRIBUTIONS = "/api/v1/contribution/query"
+GZ_UNIT = "91440101MA59BX4C3Y"
+OTHER_UNIT = "91430100MA4L16JQ9D"
+ZHAO_LEI = "440303199201010554"
+
+
+def line(line_no: int, change: str, id_number: str = LI_MING, name: str = "李明", **overrides: Any) -> dict[str, Any]:
+    detail: dict[str, Any] = {
+        "lineNo": line_no,
+        "idCardNo": id_number,
+        "name": name,
+        "changeType": change,
+        "insuranceTypes": ["110", "310"],
+    }
+    if change != "02":
+        detail["baseAmount"] = 800000
+    detail.update(overrides)
+    return detail
+
+
+def declaration(biz_no: str = "HGW-DECL-000001", *details: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no,
+        "unitCode": GZ_UNIT,
+        "unitName": "广州示例科技有限公司",
+        "period": "202608",
+        "details": list(details) or [line(1, "01")],
+        **overrides,
+    }
+
+
+def records_of(client: httpx.Client, id_number: str, name: str, **signing: Any) -> dict[str, dict[str, Any]]:
+    """A person's records keyed by insurance type (the last one of each type wins)."""
+    data = post(client, QUERY, {"idCardNo": id_number, "name": name}, **signing).json()["data"]
+    return {record["insuranceType"]: record for record in data["records"]}
+
+
+def transfer_out_payload(biz_no: str = "HGW-TOUT-000001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no,
+        "idCardNo": WANG_FANG,
+        "name": "王芳",
+        "targetRegion": "430100",
+        "insuranceTypes": ["110", "310"],
+        **overrides,
+    }
+
+
+def transfer_in_payload(biz_no: str = "HGW-TIN-000001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no,
+        "idCardNo": LI_MING,
+        "name": "李明",
+        "sourceRegion": "430100",
+        "sourceTransferNo": "430100-T-000007",
+        "carried": [{"insuranceType": "110", "paidMonths": 24, "startDate": "20200101", "fundAmount": 1536000}],
+        **overrides,
+    }
+
+
+def test_declaration_decides_each_line_on_its_own(client: httpx.Client) -> None:
+    body = declaration(
+        "HGW-DECL-000001",
+        line(1, "01", hireDate="20240805"),  # new for an unknown person: accepted
+        line(2, "01", WANG_FANG, "王芳", insuranceTypes=["310"]),  # medical already active
+        line(3, "02", WANG_FANG, "王小芳"),  # wrong name
+        line(4, "03", WANG_FANG, "王芳", baseAmount=900000),  # base change: accepted
+        line(5, "04", ZHAO_LEI, "赵磊"),  # not insured with this unit
+    )
+    answer = post(client, DECLARE, body).json()
+    assert answer["code"] == "0000"
+    data = answer["data"]
+    assert data["status"] == "PARTIAL"
+    assert re.fullmatch(r"440100D\d{6}", data["declareNo"])
+    assert (data["bizNo"], data["period"]) == ("HGW-DECL-000001", "202608")
+    assert re.fullmatch(r"\d{8}", data["declaredAt"])
+    assert [(d["lineNo"], d["status"], d["code"]) for d in data["details"]] == [
+        (1, "ACCEPTED", "0000"),
+        (2, "REJECTED", "2001"),
+        (3, "REJECTED", "2005"),
+        (4, "ACCEPTED", "0000"),
+        (5, "REJECTED", "2002"),
+    ]
+    assert data["details"][4]["msg"] == "该单位无此人有效参保记录"
+    li_ming = records_of(client, LI_MING, "李明")
+    assert {t: (r["status"], r["startDate"], r["paidMonths"], r["unitCode"]) for t, r in li_ming.items()} == {
+        "110": ("1", "20240805", 0, GZ_UNIT),
+        "310": ("1", "20240805", 0, GZ_UNIT),
+    }
+    wang_fang = records_of(client, WANG_FANG, "王芳")
+    assert [r["baseAmount"] for r in wang_fang.values()] == [900000, 900000]
+
+
+def test_declaration_all_accepted_or_all_rejected(client: httpx.Client) -> None:
+    accepted = post(client, DECLARE, declaration("HGW-DECL-ALL-OK", line(1, "04", WANG_FANG, "王芳"))).json()
+    assert accepted["data"]["status"] == "ACCEPTED"
+    rejected = post(client, DECLARE, declaration("HGW-DECL-NONE-1", line(1, "02"), line(2, "03"))).json()
+    assert rejected["data"]["status"] == "REJECTED"
+    assert [d["code"] for d in rejected["data"]["details"]] == ["2002", "2002"]
+    assert re.fullmatch(r"440100D\d{6}", rejected["data"]["declareNo"])
+
+
+def test_new_line_without_hire_date_starts_on_the_first_of_the_period(client: httpx.Client) -> None:
+    post(client, DECLARE, declaration("HGW-DECL-000002", line(1, "01", insuranceTypes=["410"])))
+    assert records_of(client, LI_MING, "李明")["410"]["startDate"] == "20260801"
+
+
+def test_leave_terminates_then_new_reactivates_keeping_months(client: httpx.Client) -> None:
+    leave = declaration("HGW-DECL-LEAVE1", line(1, "02", WANG_FANG, "Wang Fang", leaveDate="20260815"))
+    assert post(client, DECLARE, leave).json()["data"]["status"] == "ACCEPTED"
+    left = records_of(client, WANG_FANG, "王芳")
+    assert {(r["status"], r["endDate"], r["paidMonths"]) for r in left.values()} == {("3", "20260815", 36)}
+    # Without a leave date the record ends on the last day of the period.
+    post(client, DECLARE, declaration("HGW-DECL-NEWAGN", line(1, "01", WANG_FANG, "王芳", insuranceTypes=["110"])))
+    again = post(client, QUERY, {"idCardNo": WANG_FANG, "name": "王芳"}).json()["data"]
+    assert again["total"] == 2  # reactivated, not a second pension record
+    pension = records_of(client, WANG_FANG, "王芳")["110"]
+    assert (pension["status"], pension["endDate"], pension["paidMonths"], pension["startDate"]) == (
+        "1", "", 36, "20230801"
+    )
+    other_unit = declaration("HGW-DECL-OTHER1", line(1, "02", WANG_FANG, "王芳"), unitCode=OTHER_UNIT)
+    assert post(client, DECLARE, other_unit).json()["data"]["details"][0]["code"] == "2002"
+    post(client, DECLARE, declaration("HGW-DECL-LEAVE2", line(1, "02", WANG_FANG, "王芳", insuranceTypes=["110"])))
+    assert records_of(client, WANG_FANG, "王芳")["110"]["endDate"] == "20260831"
+
+
+def test_lines_are_decided_in_line_order_against_earlier_lines(client: httpx.Client) -> None:
+    body = declaration("HGW-DECL-ORDER1", line(2, "03", baseAmount=500000), line(1, "01"))
+    data = post(client, DECLARE, body).json()["data"]
+    assert [(d["lineNo"], d["code"]) for d in data["details"]] == [(1, "0000"), (2, "0000")]
+    assert records_of(client, LI_MING, "李明")["110"]["baseAmount"] == 500000
+
+
+def test_declaration_resubmission_returns_the_stored_answer(client: httpx.Client) -> None:
+    first = post(client, DECLARE, declaration("HGW-DECL-REPEAT", line(1, "01"))).json()
+    again = post(client, DECLARE, declaration("HGW-DECL-REPEAT", line(1, "01"))).json()
+    assert again == first and first["data"]["status"] == "ACCEPTED"
+    assert post(client, QUERY, {"idCardNo": LI_MING, "name": "李明"}).json()["data"]["total"] == 2
+    assert post(client, DECLARATION_QUERY, {"bizNo": "HGW-DECL-REPEAT"}).json() == first
+    missing = post(client, DECLARATION_QUERY, {"bizNo": "HGW-DECL-NEVER1"})
+    assert (missing.status_code, missing.json()["code"]) == (200, "2404")
+
+
+def test_declaration_line_with_bad_check_digit_is_2003(client: httpx.Client) -> None:
+    body = declaration("HGW-DECL-CHECK1", line(1, "01", "430102199511080357"), line(2, "01"))
+    data = post(client, DECLARE, body).json()["data"]
+    assert [d["code"] for d in data["details"]] == ["2003", "0000"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        declaration(period="2026-08"),
+        declaration(period="202613"),
+        declaration(details=[]),
+        declaration("HGW-DECL-DUPLIC", line(1, "01"), line(1, "04", WANG_FANG, "王芳")),
+        declaration("HGW-DECL-CHANGE", line(1, "05")),
+        declaration("HGW-DECL-LVBASE", line(1, "02", baseAmount=800000)),
+        declaration("HGW-DECL-ZEROBS", line(1, "01", baseAmount=0)),
+        declaration("HGW-DECL-FLOAT1", line(1, "03", baseAmount=8000.5)),
+        declaration("HGW-DECL-NOBASE", {k: v for k, v in line(1, "01").items() if k != "baseAmount"}),
+        declaration("HGW-DECL-LINE00", line(0, "01")),
+        declaration("HGW-DECL-NONAME", line(1, "01", name="")),
+        declaration("HGW-DECL-HIREDT", line(1, "01", hireDate="2024-08-05")),
+        declaration("HGW-DECL-TYPES1", line(1, "01", insuranceTypes=[])),
+        declaration(bizNo="short"),
+    ],
+)
+def test_malformed_declaration_is_refused_whole(client: httpx.Client, body: dict[str, Any]) -> None:
+    response = post(client, DECLARE, body)
+    assert (response.status_code, response.json()["code"]) == (400, "1100")
+    assert post(client, DECLARATION_QUERY, {"bizNo": body["bizNo"]}).json()["code"] in ("2404", "1100")
+    assert post(client, QUERY, {"idCardNo": LI_MING, "name": "x"}).json()["data"]["total"] == 0
+
+
+class Clock:
+    def __init__(self, now: float = 1_786_000_000.0) -> None:  # 2026-08-06 +08:00
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked() -> Iterator[tuple[JsonHmacBureau, httpx.Client, Clock]]:
+    clock = Clock()
+    with JsonHmacBureau(REGION, clock=clock, transfer_step_seconds=60) as server, httpx.Client(
+        base_url=server.base_url, timeout=5
+    ) as http:
+        yield server, http, clock
+
+
+def at(clock: Clock) -> dict[str, int]:
+    return {"timestamp": int(clock.now)}
+
+
+def test_transfer_out_progresses_one_stage_per_step(clocked: tuple[JsonHmacBureau, httpx.Client, Clock]) -> None:
+    bureau, http, clock = clocked
+    submitted = post(http, TRANSFER_OUT, transfer_out_payload(), **at(clock)).json()["data"]
+    assert re.fullmatch(r"440100T\d{6}", submitted["transferNo"])
+    assert (submitted["stage"], submitted["carried"], submitted["targetRegion"]) == ("SUBMITTED", [], "430100")
+    assert submitted["acceptedAt"] == submitted["updatedAt"] == "20260806"
+
+    def status() -> dict[str, Any]:
+        return post(http, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}, **at(clock)).json()["data"]
+
+    clock.now += 59
+    assert status()["stage"] == "SUBMITTED"
+    clock.now += 1
+    reviewed = status()
+    assert (reviewed["stage"], reviewed["carried"]) == ("SOURCE_REVIEWED", [])
+    assert records_of(http, WANG_FANG, "王芳", **at(clock))["110"]["status"] == "1"
+    clock.now += 86_400  # the next day: the funds step is dated when it came due
+    done = status()
+    assert done["stage"] == "FUNDS_TRANSFERRED"
+    assert done["updatedAt"] == "20260806"
+    assert done["carried"] == [
+        {"insuranceType": "110", "paidMonths": 36, "startDate": "20230801", "fundAmount": 2304000},
+        {"insuranceType": "310", "paidMonths": 36, "startDate": "20230801", "fundAmount": 576000},
+    ]
+    assert (done["reasonCode"], done["reasonMsg"]) == ("", "")
+    moved = records_of(http, WANG_FANG, "王芳", **at(clock))
+    assert {(r["status"], r["endDate"], r["paidMonths"]) for r in moved.values()} == {("4", "20260806", 36)}
+    by_number = post(http, TRANSFER_OUT_QUERY, {"transferNo": done["transferNo"]}, **at(clock)).json()["data"]
+    assert by_number == done
+    # Final: later questions change nothing.
+    clock.now += 600
+    assert status() == done
+
+
+def test_transfer_step_is_settable_by_tests(clocked: tuple[JsonHmacBureau, httpx.Client, Clock]) -> None:
+    bureau, http, clock = clocked
+    assert bureau.transfer_step_seconds == 60
+    bureau.transfer_step_seconds = 0
+    post(http, TRANSFER_OUT, transfer_out_payload(), **at(clock))
+    status = post(http, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}, **at(clock)).json()["data"]
+    assert status["stage"] == "FUNDS_TRANSFERRED"
+    assert JsonHmacBureau(REGION).transfer_step_seconds == 2.0
+
+
+def test_transfer_out_without_every_type_is_rejected_at_review(
+    clocked: tuple[JsonHmacBureau, httpx.Client, Clock],
+) -> None:
+    bureau, http, clock = clocked
+    post(http, TRANSFER_OUT, transfer_out_payload(insuranceTypes=["110", "210"]), **at(clock))
+    post(http, TRANSFER_OUT, transfer_out_payload("HGW-TOUT-000002", idCardNo=LI_MING, name="李明"), **at(clock))
+    clock.now += 120
+    for biz_no in ("HGW-TOUT-000001", "HGW-TOUT-000002"):
+        status = post(http, TRANSFER_OUT_QUERY, {"bizNo": biz_no}, **at(clock)).json()["data"]
+        assert (status["stage"], status["reasonCode"], status["reasonMsg"]) == (
+            "REJECTED", "3001", "转出地无该险种有效参保记录"
+        )
+        assert status["carried"] == []
+    assert {r["status"] for r in records_of(http, WANG_FANG, "王芳", **at(clock)).values()} == {"1"}
+
+
+def test_transfer_out_rejected_when_a_record_stops_before_the_funds(
+    clocked: tuple[JsonHmacBureau, httpx.Client, Clock],
+) -> None:
+    bureau, http, clock = clocked
+    post(http, TRANSFER_OUT, transfer_out_payload(), **at(clock))
+    clock.now += 60
+    leave = declaration("HGW-DECL-LEAVE9", line(1, "02", WANG_FANG, "王芳", insuranceTypes=["310"]))
+    assert post(http, DECLARE, leave, **at(clock)).json()["data"]["status"] == "ACCEPTED"
+    clock.now += 60
+    status = post(http, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}, **at(clock)).json()["data"]
+    assert (status["stage"], status["reasonCode"]) == ("REJECTED", "3001")
+    assert records_of(http, WANG_FANG, "王芳", **at(clock))["110"]["status"] == "1"
+
+
+def test_transfer_out_refusals_and_idempotency(client: httpx.Client) -> None:
+    mismatch = post(client, TRANSFER_OUT, transfer_out_payload(name="王小芳"))
+    assert (mismatch.status_code, mismatch.json()["code"]) == (200, "2005")
+    assert post(client, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}).json()["code"] == "2404"
+    assert post(client, TRANSFER_OUT, transfer_out_payload(idCardNo="440104199003120214")).json()["code"] == "2003"
+    first = post(client, TRANSFER_OUT, transfer_out_payload()).json()
+    again = post(client, TRANSFER_OUT, transfer_out_payload(insuranceTypes=["110"])).json()
+    assert again["data"]["transferNo"] == first["data"]["transferNo"] == "440100T000001"
+    assert post(client, TRANSFER_OUT_QUERY, {"transferNo": "440100T000999"}).json()["code"] == "2404"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        (TRANSFER_OUT, transfer_out_payload(targetRegion="440100")),
+        (TRANSFER_OUT, transfer_out_payload(targetRegion="4301")),
+        (TRANSFER_OUT, transfer_out_payload(insuranceTypes=["999"])),
+        (TRANSFER_OUT_QUERY, {}),
+        (TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001", "transferNo": "440100T000001"}),
+        (TRANSFER_IN, transfer_in_payload(carried=[])),
+        (TRANSFER_IN, transfer_in_payload(sourceRegion="440100")),
+        (TRANSFER_IN, transfer_in_payload(sourceTransferNo="")),
+        (TRANSFER_IN, transfer_in_payload(carried=[{"insuranceType": "110", "paidMonths": -1, "fundAmount": 0}])),
+        (TRANSFER_IN, transfer_in_payload(carried=[{"insuranceType": "110", "paidMonths": 1, "fundAmount": 1.5}])),
+        (
+            TRANSFER_IN,
+            transfer_in_payload(
+                carried=[
+                    {"insuranceType": "110", "paidMonths": 1, "fundAmount": 1},
+                    {"insuranceType": "110", "paidMonths": 2, "fundAmount": 1},
+                ]
+            ),
+        ),
+        (TRANSFER_IN_QUERY, {"bizNo": 12345678}),
+    ],
+)
+def test_malformed_transfers_are_1100(client: httpx.Client, path: str, payload: Any) -> None:
+    response = post(client, path, payload)
+    assert (response.status_code, response.json()["code"]) == (400, "1100")
+
+
+def test_transfer_in_creates_a_suspended_record_then_enrolment_reactivates_it(client: httpx.Client) -> None:
+    answer = post(client, TRANSFER_IN, transfer_in_payload()).json()
+    assert answer["code"] == "0000"
+    data = answer["data"]
+    assert re.fullmatch(r"440100I\d{6}", data["transferInNo"])
+    assert (data["status"], data["reasonCode"], data["reasonMsg"]) == ("ACCEPTED", "", "")
+    assert post(client, TRANSFER_IN_QUERY, {"bizNo": "HGW-TIN-000001"}).json() == answer
+    [record] = records_of(client, LI_MING, "李明").values()
+    assert record == {
+        "insuranceType": "110",
+        "status": "2",
+        "unitCode": "",
+        "unitName": "",
+        "startDate": "20200101",
+        "endDate": "",
+        "paidMonths": 24,
+        "baseAmount": 0,
+        "lastPaidPeriod": "",
+    }
+    assert post(client, SUBMIT, submit_payload()).json()["code"] == "0000"
+    enrolled = records_of(client, LI_MING, "李明")
+    assert len(post(client, QUERY, {"idCardNo": LI_MING, "name": "李明"}).json()["data"]["records"]) == 2
+    assert (enrolled["110"]["status"], enrolled["110"]["paidMonths"], enrolled["110"]["unitCode"]) == ("1", 24, GZ_UNIT)
+    assert (enrolled["110"]["startDate"], enrolled["110"]["baseAmount"]) == ("20200101", 800000)
+    assert (enrolled["310"]["paidMonths"], enrolled["310"]["startDate"]) == (0, "20241101")
+    # An active record still refuses a second enrolment.
+    assert post(client, SUBMIT, submit_payload("HGW-ENROL-AGAIN1")).json()["code"] == "2001"
+
+
+def test_transfer_in_merges_into_an_existing_record(client: httpx.Client) -> None:
+    payload = transfer_in_payload(
+        idCardNo=WANG_FANG,
+        name="王芳",
+        carried=[
+            {"insuranceType": "110", "paidMonths": 12, "startDate": "20200301", "fundAmount": 1, "baseAmount": 500000},
+            {"insuranceType": "210", "paidMonths": 5, "startDate": "", "fundAmount": 0, "baseAmount": 500000},
+        ],
+    )
+    assert post(client, TRANSFER_IN, payload).json()["data"]["status"] == "ACCEPTED"
+    records = records_of(client, WANG_FANG, "王芳")
+    assert (records["110"]["status"], records["110"]["paidMonths"], records["110"]["startDate"]) == ("1", 48, "20200301")
+    assert (records["210"]["status"], records["210"]["paidMonths"], records["210"]["baseAmount"]) == ("2", 5, 500000)
+    assert records["310"]["paidMonths"] == 36
+    # Idempotent: the same bizNo again changes nothing.
+    again = post(client, TRANSFER_IN, payload).json()
+    assert again["data"]["transferInNo"] == "440100I000001"
+    assert records_of(client, WANG_FANG, "王芳")["110"]["paidMonths"] == 48
+
+
+def test_transfer_in_with_another_name_is_stored_rejected(client: httpx.Client) -> None:
+    payload = transfer_in_payload(idCardNo=WANG_FANG, name="王小芳")
+    data = post(client, TRANSFER_IN, payload).json()["data"]
+    assert (data["status"], data["reasonCode"], data["reasonMsg"]) == ("REJECTED", "2005", "姓名与公民身份号码不符")
+    assert post(client, TRANSFER_IN_QUERY, {"bizNo": "HGW-TIN-000001"}).json()["data"] == data
+    assert records_of(client, WANG_FANG, "王芳")["110"]["paidMonths"] == 36
+    assert post(client, TRANSFER_IN_QUERY, {"bizNo": "HGW-TIN-NEVER01"}).json()["code"] == "2404"
+    assert post(client, TRANSFER_IN, transfer_in_payload("HGW-TIN-000002", idCardNo="430102199511080357")).json()[
+        "code"
+    ] == "2003"
+
+
+def test_wang_fang_moves_from_guangzhou_with_36_months(clocked: tuple[JsonHmacBureau, httpx.Client, Clock]) -> None:
+    bureau, http, clock = clocked
+    bureau.transfer_step_seconds = 1
+    post(http, TRANSFER_OUT, transfer_out_payload(), **at(clock))
+    clock.now += 2
+    done = post(http, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}, **at(clock)).json()["data"]
+    with JsonHmacBureau("440300", transfer_step_seconds=0) as target, httpx.Client(base_url=target.base_url) as other:
+        carried = post(
+            other,
+            TRANSFER_IN,
+            transfer_in_payload(
+                idCardNo=WANG_FANG, name="王芳", sourceRegion=REGION, sourceTransferNo=done["transferNo"],
+                carried=done["carried"],
+            ),
+            secret="sandbox-secret-440300",
+        ).json()["data"]
+        assert carried["status"] == "ACCEPTED"
+        moved = records_of(other, WANG_FANG, "王芳", secret="sandbox-secret-440300")
+        assert {t: (r["status"], r["paidMonths"]) for t, r in moved.items()} == {"110": ("2", 36), "310": ("2", 36)}
+
+
+def month(period: str, kind: str, unit: int, personal: int, paid: str) -> dict[str, Any]:
+    return {
+        "period": period, "insuranceType": kind, "payStatus": "1",
+        "unitAmount": unit, "personalAmount": personal, "paidDate": paid,
+    }
+
+
+def test_contribution_history_is_derived_from_seeded_totals(client: httpx.Client) -> None:
+    query = {"idCardNo": WANG_FANG, "name": "王芳", "startPeriod": "202306", "endPeriod": "202309", "pageSize": 50}
+    data = post(client, CONTRIBUTIONS, query).json()["data"]
+    assert data["total"] == 4
+    assert data["months"] == [
+        month("202308", "110", 128000, 64000, "20230915"),
+        month("202308", "310", 64000, 16000, "20230915"),
+        month("202309", "110", 128000, 64000, "20231015"),
+        month("202309", "310", 64000, 16000, "20231015"),
+    ]
+    whole = post(client, CONTRIBUTIONS, {**query, "startPeriod": "200001", "endPeriod": "209912"}).json()["data"]
+    assert whole["total"] == 72
+    last = post(client, CONTRIBUTIONS, {**query, "startPeriod": "202607", "endPeriod": "202612"}).json()["data"]
+    assert [m["paidDate"] for m in last["months"]] == ["20260815", "20260815"]
+
+
+def test_contribution_history_without_a_name_and_paging(client: httpx.Client) -> None:
+    query = {"idCardNo": WANG_FANG, "startPeriod": "202401", "endPeriod": "202412", "pageNo": 2, "pageSize": 20}
+    data = post(client, CONTRIBUTIONS, query).json()["data"]
+    assert (data["total"], data["pageNo"], len(data["months"])) == (24, 2, 4)
+    assert [m["period"] for m in data["months"]] == ["202411", "202411", "202412", "202412"]
+    assert post(client, CONTRIBUTIONS, {**query, "name": "Wang Fang"}).json()["data"]["total"] == 24
+    assert post(client, CONTRIBUTIONS, {**query, "name": "王小芳"}).json()["code"] == "2005"
+    unknown = post(client, CONTRIBUTIONS, {**query, "idCardNo": LI_MING}).json()["data"]
+    assert (unknown["total"], unknown["months"]) == (0, [])
+    assert post(client, CONTRIBUTIONS, {**query, "idCardNo": "440104199003120214"}).json()["code"] == "2003"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"startPeriod": "202413"}, {"endPeriod": "2024-12"}, {"startPeriod": "202501"}, {"name": ""}, {"pageSize": 51}],
+)
+def test_malformed_contribution_query_is_1100(client: httpx.Client, overrides: dict[str, Any]) -> None:
+    query = {"idCardNo": WANG_FANG, "startPeriod": "202401", "endPeriod": "202412", **overrides}
+    assert post(client, CONTRIBUTIONS, query).json()["code"] == "1100"
+
+
+def test_shenzhen_contributions_for_zhao_lei() -> None:
+    with JsonHmacBureau("440300") as shenzhen, httpx.Client(base_url=shenzhen.base_url) as http:
+        query = {"idCardNo": ZHAO_LEI, "startPeriod": "202001", "endPeriod": "202612", "pageSize": 50}
+        data = post(http, CONTRIBUTIONS, query, secret="sandbox-secret-440300").json()["data"]
+        assert data["total"] == 65
+        assert data["months"][0] == month("202103", "110", 192000, 96000, "20210415")
+
+
+def test_new_state_shows_masked_and_resets(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    post(client, DECLARE, declaration("HGW-DECL-STATE1", line(1, "01")))
+    post(client, TRANSFER_OUT, transfer_out_payload())
+    post(client, TRANSFER_IN, transfer_in_payload())
+    state = client.get("/__mock__/state").json()
+    assert [d["bizNo"] for d in state["declarations"]] == ["HGW-DECL-STATE1"]
+    assert state["declarations"][0]["idCardNos"] == ["4301**********0356"]
+    assert state["transfersOut"][0]["idCardNo"] == "4401**********0213"
+    assert state["transfersIn"][0]["transferInNo"] == "440100I000001"
+    dumped = json.dumps(state)
+    assert LI_MING not in dumped and WANG_FANG not in dumped
+    assert client.post("/__mock__/reset").status_code == 204
+    state = client.get("/__mock__/state").json()
+    assert (state["declarations"], state["transfersOut"], state["transfersIn"]) == ([], [], [])
+    assert post(client, DECLARATION_QUERY, {"bizNo": "HGW-DECL-STATE1"}).json()["code"] == "2404"
+    assert records_of(client, WANG_FANG, "王芳")["110"]["paidMonths"] == 36
+
+
+def test_faults_apply_to_the_new_routes(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    from mocks.faults import parse_fault
+
+    bureau.faults.add(parse_fault(f"{TRANSFER_OUT}:drop_after:times=1"))
+    with pytest.raises(httpx.TransportError):
+        post(client, TRANSFER_OUT, transfer_out_payload())
+    assert post(client, TRANSFER_OUT_QUERY, {"bizNo": "HGW-TOUT-000001"}).json()["data"]["stage"] == "SUBMITTED"
+    bureau.faults.add(parse_fault(f"*:error:status=503,match={LI_MING},times=1"))
+    refused = post(client, DECLARE, declaration("HGW-DECL-FAULT1", line(1, "01")))
+    assert (refused.status_code, refused.json()["code"]) == (503, "5000")
+    assert post(client, DECLARATION_QUERY, {"bizNo": "HGW-DECL-FAULT1"}).json()["code"] == "2404"
+    bureau.faults.add(parse_fault(f"{CONTRIBUTIONS}:rate_limit:retry_after=3"))
+    limited = post(client, CONTRIBUTIONS, {"idCardNo": WANG_FANG, "startPeriod": "202401", "endPeriod": "202401"})
+    assert (limited.status_code, limited.json()["code"], limited.headers["Retry-After"]) == (429, "4290", "3")

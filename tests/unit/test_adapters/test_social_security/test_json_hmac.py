@@ -21,12 +21,23 @@ from adapters import (
     AmbiguousOutcome,
     BusinessRejection,
     CallContext,
+    Capability,
+    CarriedInsurance,
     CircuitOpen,
+    ContributionMonth,
+    DeclarationLine,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
     ParticipationRecord,
     Person,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
     UpstreamAuthenticationError,
     UpstreamConnectError,
     UpstreamProtocolError,
@@ -897,3 +908,457 @@ async def test_observer_sees_exhausted_retries(bureau: respx.MockRouter, make_ad
     with pytest.raises(UpstreamTimeout):
         await adapter.search_participation(WANG_FANG, context=CallContext())
     assert [(c.attempts, c.status_code, c.outcome) for c in seen] == [(3, None, "UpstreamTimeout")]
+
+
+# -- declarations, transfers, contribution history ----------------------------------------------
+
+DECLARE = "/api/v1/declaration/submit"
+DECLARATION_QUERY = "/api/v1/declaration/query"
+TRANSFER_OUT = "/api/v1/transfer/out/submit"
+TRANSFER_OUT_QUERY = "/api/v1/transfer/out/query"
+TRANSFER_IN = "/api/v1/transfer/in/submit"
+TRANSFER_IN_QUERY = "/api/v1/transfer/in/query"
+CONTRIBUTIONS = "/api/v1/contribution/query"
+DECL_NO = "HGW-DECL-0123456789AB"
+TOUT_NO = "HGW-TOUT-0123456789AB"
+TIN_NO = "HGW-TIN-0123456789AB"
+LI_MING = Person(id_number=LI_MING_ID, name="李明")
+
+
+def declaration_submission(*lines: DeclarationLine) -> DeclarationSubmission:
+    return DeclarationSubmission(
+        reference=DECL_NO,
+        region=REGION,
+        employer=Employer(uscc=USCC, name=UNIT_NAME),
+        period="2026-08",
+        lines=lines
+        or (
+            DeclarationLine(
+                line=1, person=LI_MING, change="new", insurance_types=("pension", "medical"),
+                contribution_base=Decimal("8000.00"), hire_date=dt.date(2026, 8, 5),
+            ),
+            DeclarationLine(
+                line=2, person=WANG_FANG, change="leave", insurance_types=("pension",),
+                contribution_base=None, leave_date=dt.date(2026, 8, 31),
+            ),
+        ),
+    )
+
+
+def declared(status: str = "PARTIAL", details: list[dict[str, Any]] | None = None, **overrides: Any) -> httpx.Response:
+    data = {
+        "bizNo": DECL_NO,
+        "declareNo": "440100D000001",
+        "period": "202608",
+        "status": status,
+        "declaredAt": "20260815",
+        "details": details
+        if details is not None
+        else [
+            {"lineNo": 1, "status": "ACCEPTED", "code": "0000", "msg": "成功"},
+            {"lineNo": 2, "status": "REJECTED", "code": "2002", "msg": "该单位无此人有效参保记录"},
+        ],
+        **overrides,
+    }
+    return ok(data)
+
+
+def transfer_out_submission() -> TransferOutSubmission:
+    return TransferOutSubmission(
+        reference=TOUT_NO, region=REGION, to_region="430100", person=WANG_FANG, insurance_types=("pension", "medical")
+    )
+
+
+def transfer_state(stage: str = "SUBMITTED", **overrides: Any) -> httpx.Response:
+    data = {
+        "bizNo": TOUT_NO,
+        "transferNo": "440100T000001",
+        "targetRegion": "430100",
+        "stage": stage,
+        "acceptedAt": "20260815",
+        "updatedAt": "20260815",
+        "reasonCode": "",
+        "reasonMsg": "",
+        "carried": [],
+        **overrides,
+    }
+    return ok(data)
+
+
+def transfer_in_submission(**overrides: Any) -> TransferInSubmission:
+    values: dict[str, Any] = {
+        "reference": TIN_NO,
+        "region": REGION,
+        "from_region": "430100",
+        "source_reference": "430100T000007",
+        "person": WANG_FANG,
+        "carried": (
+            CarriedInsurance(insurance_type="pension", paid_months=36, start_date=dt.date(2023, 8, 1), fund_amount=Decimal("23040.00")),
+            CarriedInsurance(insurance_type="medical", paid_months=12, start_date=None, fund_amount=Decimal("0.5")),
+        ),
+    }
+    values.update(overrides)
+    return TransferInSubmission(**values)
+
+
+def transferred_in(status: str = "ACCEPTED", reason_code: str = "", reason_msg: str = "") -> httpx.Response:
+    return ok(
+        {
+            "bizNo": TIN_NO,
+            "transferInNo": "440100I000001",
+            "status": status,
+            "acceptedAt": "20260818",
+            "reasonCode": reason_code,
+            "reasonMsg": reason_msg,
+        }
+    )
+
+
+async def test_adapter_declares_the_new_capabilities(adapter: JsonHmacBureauAdapter) -> None:
+    for capability in (
+        Capability.CONTRIBUTION_HISTORY, Capability.DECLARATION, Capability.TRANSFER_OUT, Capability.TRANSFER_IN
+    ):
+        assert capability in adapter.capabilities
+
+
+async def test_declaration_body_and_line_results(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(DECLARE).mock(return_value=declared())
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt == DeclarationReceipt(
+        reference=DECL_NO,
+        bureau_reference="440100D000001",
+        status="partially_accepted",
+        lines=(
+            DeclarationLineResult(line=1, status="accepted"),
+            DeclarationLineResult(
+                line=2, status="rejected", upstream_code="2002", upstream_message="该单位无此人有效参保记录"
+            ),
+        ),
+        decided_on=dt.date(2026, 8, 15),
+    )
+    assert_signed(route.calls.last.request, target=DECLARE)
+    assert json_body(route.calls.last.request) == {
+        "bizNo": DECL_NO,
+        "unitCode": USCC,
+        "unitName": UNIT_NAME,
+        "period": "202608",
+        "details": [
+            {
+                "lineNo": 1, "idCardNo": LI_MING_ID, "name": "李明", "changeType": "01",
+                "insuranceTypes": ["110", "310"], "baseAmount": 800000, "hireDate": "20260805",
+            },
+            {
+                "lineNo": 2, "idCardNo": WANG_FANG_ID, "name": "王芳", "changeType": "02",
+                "insuranceTypes": ["110"], "leaveDate": "20260831",
+            },
+        ],
+    }
+
+
+async def test_declaration_change_codes_and_optional_dates(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(DECLARE).mock(return_value=declared("ACCEPTED", details=[]))
+    lines = tuple(
+        DeclarationLine(line=n, person=LI_MING, change=change, insurance_types=("maternity",),  # type: ignore[arg-type]
+                        contribution_base=None if change == "leave" else Decimal("3604.5"))
+        for n, change in enumerate(("new", "leave", "change", "continue"), start=1)
+    )
+    receipt = await adapter.submit_declaration(declaration_submission(*lines), context=CallContext())
+    assert receipt.status == "accepted"
+    details = json_body(route.calls.last.request)["details"]
+    assert [(d["changeType"], d.get("baseAmount"), "hireDate" in d, "leaveDate" in d) for d in details] == [
+        ("01", 360450, False, False), ("02", None, False, False), ("03", 360450, False, False), ("04", 360450, False, False)
+    ]
+    assert details[0]["insuranceTypes"] == ["510"]
+
+
+@pytest.mark.parametrize(("wire", "status"), [("ACCEPTED", "accepted"), ("REJECTED", "rejected"), ("PROCESSING", "pending")])
+async def test_declaration_overall_status(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter, wire: str, status: str) -> None:
+    bureau.post(DECLARE).mock(return_value=declared(wire))
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt.status == status
+    assert (receipt.decided_on is None) == (status == "pending")
+
+
+async def test_malformed_declaration_is_a_business_rejection(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    submit = bureau.post(DECLARE).mock(return_value=refusal("1100", "请求格式错误: lineNo must be unique", status=400))
+    lookup = bureau.post(DECLARATION_QUERY).mock(return_value=refusal("2404"))
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert caught.value.upstream_code == "1100"
+    assert (submit.call_count, lookup.call_count) == (1, 0)
+
+
+async def test_ambiguous_declaration_that_landed_is_not_sent_again(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    submit = bureau.post(DECLARE).mock(side_effect=[httpx.ReadTimeout("lost"), declared()])
+    lookup = bureau.post(DECLARATION_QUERY).mock(return_value=declared("ACCEPTED", declareNo="440100D000007"))
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert (receipt.bureau_reference, receipt.status) == ("440100D000007", "accepted")
+    assert (submit.call_count, lookup.call_count) == (1, 1)
+    assert json_body(lookup.calls.last.request) == {"bizNo": DECL_NO}
+
+
+async def test_ambiguous_declaration_that_did_not_land_is_resent_with_the_same_reference(
+    bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter
+) -> None:
+    submit = bureau.post(DECLARE).mock(side_effect=[httpx.Response(502), declared()])
+    bureau.post(DECLARATION_QUERY).mock(return_value=refusal("2404", "受理记录不存在"))
+    receipt = await adapter.submit_declaration(declaration_submission(), context=CallContext())
+    assert receipt.status == "partially_accepted"
+    assert submit.call_count == 2
+    assert submit.calls[0].request.content == submit.calls[1].request.content
+
+
+async def test_find_declaration(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(DECLARATION_QUERY).mock(side_effect=[declared(), refusal("2404", "受理记录不存在")])
+    found = await adapter.find_declaration(DECL_NO, context=CallContext())
+    assert found is not None and found.status == "partially_accepted" and len(found.lines) == 2
+    assert await adapter.find_declaration(DECL_NO, context=CallContext()) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"bizNo": DECL_NO, "status": "ACCEPTED", "details": [{"lineNo": 1, "status": "MAYBE"}]},
+        {"bizNo": DECL_NO, "status": "ACCEPTED", "details": [{"lineNo": "one", "status": "ACCEPTED"}]},
+        {"status": "ACCEPTED"},
+        ["not", "an", "object"],
+    ],
+)
+async def test_unreadable_declaration_answer_is_a_protocol_error(
+    bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter, data: Any
+) -> None:
+    bureau.post(DECLARATION_QUERY).mock(return_value=ok(data))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_declaration(DECL_NO, context=CallContext())
+
+
+async def test_transfer_out_submission_and_stages(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(TRANSFER_OUT).mock(return_value=transfer_state())
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert progress == TransferOutProgress(
+        reference=TOUT_NO, bureau_reference="440100T000001", stage="submitted", updated_on=dt.date(2026, 8, 15)
+    )
+    assert_signed(route.calls.last.request, target=TRANSFER_OUT)
+    assert json_body(route.calls.last.request) == {
+        "bizNo": TOUT_NO,
+        "idCardNo": WANG_FANG_ID,
+        "name": "王芳",
+        "targetRegion": "430100",
+        "insuranceTypes": ["110", "310"],
+    }
+    carried = [
+        {"insuranceType": "110", "paidMonths": 36, "startDate": "20230801", "fundAmount": 2304000},
+        {"insuranceType": "310", "paidMonths": 36, "startDate": "20230801", "fundAmount": 576000},
+        {"insuranceType": "999", "paidMonths": 3, "startDate": "", "fundAmount": 1},
+    ]
+    query = bureau.post(TRANSFER_OUT_QUERY).mock(
+        side_effect=[
+            transfer_state("SOURCE_REVIEWED", updatedAt="20260816"),
+            transfer_state("FUNDS_TRANSFERRED", updatedAt="20260817", carried=carried),
+        ]
+    )
+    reviewed = await adapter.transfer_out_status(TOUT_NO, context=CallContext())
+    assert reviewed is not None and (reviewed.stage, reviewed.carried, reviewed.updated_on) == (
+        "source_reviewed", (), dt.date(2026, 8, 16)
+    )
+    done = await adapter.transfer_out_status(TOUT_NO, context=CallContext())
+    assert done is not None and done.stage == "funds_transferred"
+    assert done.carried == (
+        CarriedInsurance(insurance_type="pension", paid_months=36, start_date=dt.date(2023, 8, 1), fund_amount=Decimal("23040.00")),
+        CarriedInsurance(insurance_type="medical", paid_months=36, start_date=dt.date(2023, 8, 1), fund_amount=Decimal("5760.00")),
+    )
+    assert json_body(query.calls.last.request) == {"bizNo": TOUT_NO}
+
+
+async def test_rejected_transfer_out_carries_the_reason(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(TRANSFER_OUT_QUERY).mock(
+        return_value=transfer_state("REJECTED", reasonCode="3001", reasonMsg="转出地无该险种有效参保记录")
+    )
+    progress = await adapter.transfer_out_status(TOUT_NO, context=CallContext())
+    assert progress is not None
+    assert (progress.stage, progress.reason_code, progress.reason_message) == (
+        "rejected", "3001", "转出地无该险种有效参保记录"
+    )
+
+
+async def test_transfer_out_name_mismatch_is_refused_at_once(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(TRANSFER_OUT).mock(return_value=refusal("2005", "姓名与公民身份号码不符"))
+    lookup = bureau.post(TRANSFER_OUT_QUERY).mock(return_value=refusal("2404"))
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert (caught.value.upstream_code, caught.value.field) == ("2005", "name")
+    assert lookup.call_count == 0
+
+
+async def test_ambiguous_transfer_out_asks_before_resending(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    order: list[str] = []
+
+    def on_submit(request: httpx.Request) -> httpx.Response:
+        order.append("submit")
+        if len(order) == 1:
+            raise httpx.ReadTimeout("lost", request=request)
+        return transfer_state()
+
+    def on_lookup(request: httpx.Request) -> httpx.Response:
+        order.append("lookup")
+        return refusal("2404", "受理记录不存在")
+
+    bureau.post(TRANSFER_OUT).mock(side_effect=on_submit)
+    bureau.post(TRANSFER_OUT_QUERY).mock(side_effect=on_lookup)
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert progress.stage == "submitted"
+    assert order == ["submit", "lookup", "submit"]
+
+
+async def test_ambiguous_transfer_out_that_landed_returns_its_progress(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_OUT).mock(side_effect=httpx.RemoteProtocolError("gone"))
+    bureau.post(TRANSFER_OUT_QUERY).mock(return_value=transfer_state("SOURCE_REVIEWED"))
+    progress = await adapter.submit_transfer_out(transfer_out_submission(), context=CallContext())
+    assert (progress.stage, submit.call_count) == ("source_reviewed", 1)
+
+
+async def test_transfer_out_status_of_an_unknown_reference_is_none(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(TRANSFER_OUT_QUERY).mock(return_value=refusal("2404", "受理记录不存在"))
+    assert await adapter.transfer_out_status(TOUT_NO, context=CallContext()) is None
+
+
+async def test_unknown_transfer_stage_is_a_protocol_error(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(TRANSFER_OUT_QUERY).mock(return_value=transfer_state("LOST_IN_THE_MAIL"))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.transfer_out_status(TOUT_NO, context=CallContext())
+
+
+async def test_transfer_in_body_and_receipt(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(TRANSFER_IN).mock(return_value=transferred_in())
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert receipt == TransferInReceipt(reference=TIN_NO, bureau_reference="440100I000001", status="accepted")
+    assert_signed(route.calls.last.request, target=TRANSFER_IN)
+    assert json_body(route.calls.last.request) == {
+        "bizNo": TIN_NO,
+        "idCardNo": WANG_FANG_ID,
+        "name": "王芳",
+        "sourceRegion": "430100",
+        "sourceTransferNo": "430100T000007",
+        "carried": [
+            {"insuranceType": "110", "paidMonths": 36, "startDate": "20230801", "fundAmount": 2304000},
+            {"insuranceType": "310", "paidMonths": 12, "startDate": "", "fundAmount": 50},
+        ],
+    }
+
+
+async def test_transfer_in_rejected_with_reason(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(TRANSFER_IN).mock(return_value=transferred_in("REJECTED", "2005", "姓名与公民身份号码不符"))
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert (receipt.status, receipt.reason_code, receipt.reason_message) == ("rejected", "2005", "姓名与公民身份号码不符")
+
+
+async def test_ambiguous_transfer_in_and_lookup(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_IN).mock(side_effect=httpx.ReadTimeout("lost"))
+    lookup = bureau.post(TRANSFER_IN_QUERY).mock(side_effect=[transferred_in(), refusal("2404", "受理记录不存在")])
+    receipt = await adapter.submit_transfer_in(transfer_in_submission(), context=CallContext())
+    assert (receipt.status, submit.call_count, lookup.call_count) == ("accepted", 1, 1)
+    assert json_body(lookup.calls.last.request) == {"bizNo": TIN_NO}
+    assert await adapter.find_transfer_in(TIN_NO, context=CallContext()) is None
+
+
+async def test_participation_maps_transferred_out_records(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(QUERY).mock(return_value=page([raw_record(status="4", endDate="20260817")]))
+    [record] = await adapter.search_participation(WANG_FANG, context=CallContext())
+    assert (record.status, record.end_date, record.paid_months) == ("transferred", dt.date(2026, 8, 17), 36)
+
+
+def raw_month(period: str, kind: str = "110", pay_status: str = "1", **overrides: Any) -> dict[str, Any]:
+    month = {
+        "period": period, "insuranceType": kind, "payStatus": pay_status,
+        "unitAmount": 128000, "personalAmount": 64000, "paidDate": f"{period}15",
+    }
+    month.update(overrides)
+    return month
+
+
+def months_page(months: list[dict[str, Any]], total: int | None = None, page_no: int = 1) -> httpx.Response:
+    return ok({"total": len(months) if total is None else total, "pageNo": page_no, "pageSize": 50, "months": months})
+
+
+async def test_contribution_history_maps_months(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(CONTRIBUTIONS).mock(
+        return_value=months_page(
+            [
+                raw_month("202401"),
+                raw_month("202402", "310", "2", unitAmount=64000, personalAmount=16000, paidDate="20240520"),
+                raw_month("202403", "410", "3", personalAmount=0, paidDate=""),
+                raw_month("202403", "999"),
+            ]
+        )
+    )
+    months = await adapter.contribution_history(WANG_FANG, "2024-01", "2024-03", context=CallContext())
+    assert months == [
+        ContributionMonth(region=REGION, period="2024-01", insurance_type="pension", status="paid",
+                          employer_amount=Decimal("1280.00"), personal_amount=Decimal("640.00"), paid_on=dt.date(2024, 1, 15)),
+        ContributionMonth(region=REGION, period="2024-02", insurance_type="medical", status="late",
+                          employer_amount=Decimal("640.00"), personal_amount=Decimal("160.00"), paid_on=dt.date(2024, 5, 20)),
+        ContributionMonth(region=REGION, period="2024-03", insurance_type="work_injury", status="unpaid",
+                          employer_amount=Decimal("1280.00"), personal_amount=Decimal("0.00"), paid_on=None),
+    ]
+    assert_signed(route.calls.last.request, target=CONTRIBUTIONS)
+    assert json_body(route.calls.last.request) == {
+        "idCardNo": WANG_FANG_ID, "name": "王芳", "startPeriod": "202401", "endPeriod": "202403",
+        "pageNo": 1, "pageSize": 50,
+    }
+
+
+async def test_contribution_history_without_a_name_omits_it(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(CONTRIBUTIONS).mock(return_value=months_page([]))
+    nameless = Person(id_number=WANG_FANG_ID, name="")
+    assert await adapter.contribution_history(nameless, "2024-01", "2024-12", context=CallContext()) == []
+    assert "name" not in json_body(route.calls.last.request)
+
+
+async def test_contribution_history_pages_until_total(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(config=bureau_config(options={"page_size": 2}))
+    route = bureau.post(CONTRIBUTIONS).mock(
+        side_effect=[
+            months_page([raw_month("202401"), raw_month("202402")], total=3),
+            months_page([raw_month("202403")], total=3, page_no=2),
+        ]
+    )
+    months = await adapter.contribution_history(WANG_FANG, "2024-01", "2024-03", context=CallContext())
+    assert [m.period for m in months] == ["2024-01", "2024-02", "2024-03"]
+    assert [json_body(call.request)["pageNo"] for call in route.calls] == [1, 2]
+
+
+async def test_contribution_history_refusals_and_bad_answers(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    bureau.post(CONTRIBUTIONS).mock(
+        side_effect=[refusal("2005", "姓名与公民身份号码不符"), months_page([raw_month("202401", pay_status="7")])]
+    )
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.contribution_history(WANG_FANG, "2024-01", "2024-01", context=CallContext())
+    assert caught.value.field == "name"
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.contribution_history(WANG_FANG, "2024-01", "2024-01", context=CallContext())
+    with pytest.raises(ValueError):
+        await adapter.contribution_history(WANG_FANG, "2024-02", "2024-01", context=CallContext())
+
+
+async def test_observer_names_the_new_operations(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    seen: list[UpstreamCall] = []
+    adapter = make_adapter(observer=seen.append)
+    bureau.post(DECLARE).mock(return_value=declared())
+    bureau.post(DECLARATION_QUERY).mock(return_value=declared())
+    bureau.post(TRANSFER_OUT).mock(return_value=transfer_state())
+    bureau.post(TRANSFER_OUT_QUERY).mock(return_value=transfer_state())
+    bureau.post(TRANSFER_IN).mock(return_value=transferred_in())
+    bureau.post(TRANSFER_IN_QUERY).mock(return_value=transferred_in())
+    bureau.post(CONTRIBUTIONS).mock(return_value=months_page([]))
+    context = CallContext()
+    await adapter.submit_declaration(declaration_submission(), context=context)
+    await adapter.find_declaration(DECL_NO, context=context)
+    await adapter.submit_transfer_out(transfer_out_submission(), context=context)
+    await adapter.transfer_out_status(TOUT_NO, context=context)
+    await adapter.submit_transfer_in(transfer_in_submission(), context=context)
+    await adapter.find_transfer_in(TIN_NO, context=context)
+    await adapter.contribution_history(WANG_FANG, "2024-01", "2024-01", context=context)
+    assert [c.operation for c in seen] == [
+        "declaration.submit", "declaration.lookup", "transfer_out.submit", "transfer_out.status",
+        "transfer_in.submit", "transfer_in.lookup", "contribution.history",
+    ]
