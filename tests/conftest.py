@@ -75,12 +75,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
 def bureaus() -> Iterator[dict[str, Any]]:
     """The sandbox's mock bureaus: json-hmac 440100 and 440300, xml-gbk 420100,
     sm4-async 430100 and 330100 (the last one slow on Chen Jing)."""
+    # Transfers advance one stage per ``step`` on the mocks' accelerated clock.
+    step = 0.3
     servers: dict[str, Any] = {
-        region: JsonHmacBureau(region, **SANDBOX_CREDENTIALS["json-hmac"]()).start() for region in ("440100", "440300")
+        region: JsonHmacBureau(region, transfer_step_seconds=step, **SANDBOX_CREDENTIALS["json-hmac"]()).start()
+        for region in ("440100", "440300")
     }
-    servers["420100"] = XmlGbkBureau("420100", **SANDBOX_CREDENTIALS["xml-gbk"]()).start()
+    servers["420100"] = XmlGbkBureau("420100", transfer_step_seconds=step, **SANDBOX_CREDENTIALS["xml-gbk"]()).start()
     for region in ("430100", "330100"):
-        servers[region] = Sm4AsyncBureau(region, processing_delay=0.2, **SANDBOX_CREDENTIALS["sm4-async"]()).start()
+        servers[region] = Sm4AsyncBureau(
+            region, processing_delay=0.2, transfer_step_seconds=step, **SANDBOX_CREDENTIALS["sm4-async"]()
+        ).start()
     try:
         yield servers
     finally:
@@ -192,7 +197,8 @@ async def api(
 ) -> AsyncIterator[Api]:
     """A gateway over the mock bureaus; ``@pytest.mark.gateway_settings(...)`` overrides settings."""
     values: dict[str, Any] = dict(
-        database_url=database_url, search_deadline=3.0, api_key_cache_seconds=0, audit_flush_seconds=0.05
+        database_url=database_url, search_deadline=3.0, api_key_cache_seconds=0, audit_flush_seconds=0.05,
+        upstream_poll_seconds=0.2, worker_interval_seconds=0.2,
     )
     marker = request.node.get_closest_marker("gateway_settings")
     if marker is not None:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ProblemError
-from ..services.ids import new_id
+from ..ids import new_id
 from ..store.tables import policy_versions
 from .model import PolicyTerms, PolicyVersion, check_terms
 from .shipped import shipped_regions

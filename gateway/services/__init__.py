@@ -1,7 +1,17 @@
 """Domain services: what the API does, independent of HTTP."""
 
+from .declarations import DeclarationService
 from .enrolments import EnrolmentService
-from .ids import new_id, upstream_reference
 from .participation import RegionResult, SearchResult, search_participation
+from .terminations import TerminationService
+from .transfers import TransferService
 
-__all__ = ["EnrolmentService", "RegionResult", "SearchResult", "new_id", "search_participation", "upstream_reference"]
+__all__ = [
+    "DeclarationService",
+    "EnrolmentService",
+    "RegionResult",
+    "SearchResult",
+    "TerminationService",
+    "TransferService",
+    "search_participation",
+]

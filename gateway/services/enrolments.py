@@ -40,7 +40,7 @@ from ..errors import ProblemError
 from ..registry import UpstreamSet
 from ..store import enrolments
 from ..validation import check_amount, check_date, check_id_number, check_region, check_uscc
-from .ids import new_id, upstream_reference
+from ..ids import new_id, upstream_reference
 from .participation import search_participation
 
 __all__ = ["EnrolmentService"]
