@@ -7,10 +7,12 @@ HMAC-SM3 over ``appid=…&data=…&nonce=…&timestamp=…``; JSON answers
 is decrypted. Pinyin field names, money in yuan strings, dates ``yyyyMMdd``, months
 ``yyyyMM``. One deployment serves one region.
 
-Enrolments are asynchronous: ``enrolment/submit`` returns a ticket (idempotent on
-``bizNo``) and ``task/result`` tells, later, whether the bureau accepted it. The
-adapter polls for a bounded time and answers ``pending`` (with the ticket) if the
-bureau has not decided by then.
+Enrolments, declarations and transfers in are asynchronous: their submit service
+returns a ticket (idempotent on ``bizNo``) and ``task/result`` tells, later, what the
+bureau decided (per line, for a declaration). The adapter polls for a bounded time
+and answers ``pending`` (with the ticket) if the bureau has not decided by then.
+A transfer out is registered at once and then moves through its stages at the
+bureau's pace; ``transfer-out/query`` tells where it stands.
 
 Every attempt is encrypted and signed afresh by ``Sm4AsyncAuth``: ``client.call`` is
 given the plaintext JSON, and the auth flow turns it into the form body (a new IV,
@@ -62,7 +64,12 @@ from ..values import period_slices
 from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
+    CarriedInsurance,
     ContributionMonth,
+    DeclarationChange,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
     Employer,
     EnrolmentReceipt,
     EnrolmentSubmission,
@@ -71,11 +78,19 @@ from ..models import (
     ParticipationStatus,
     PaymentStatus,
     Person,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
 
 __all__ = [
     "CONTRIBUTION_PATH",
+    "DECLARATION_PATH",
+    "TRANSFER_IN_PATH",
+    "TRANSFER_OUT_PATH",
+    "TRANSFER_QUERY_PATH",
     "FORM_CONTENT_TYPE",
     "MAX_PERIOD_SPAN",
     "PERSON_QUERY_PATH",
@@ -97,6 +112,10 @@ PERSON_QUERY_PATH = "/api/person/query"
 CONTRIBUTION_PATH = "/api/contribution/query"
 SUBMIT_PATH = "/api/enrolment/submit"
 TASK_RESULT_PATH = "/api/task/result"
+DECLARATION_PATH = "/api/declaration/submit"
+TRANSFER_IN_PATH = "/api/transfer-in/submit"
+TRANSFER_OUT_PATH = "/api/transfer-out/submit"
+TRANSFER_QUERY_PATH = "/api/transfer-out/query"
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: What ``client.call`` is given: the plaintext payload, which ``Sm4AsyncAuth`` encrypts.
@@ -113,8 +132,24 @@ _TYPE_TO_CODE: dict[InsuranceType, str] = {
     "maternity": "510",
 }
 _CODE_TO_TYPE: dict[str, InsuranceType] = {code: kind for kind, code in _TYPE_TO_CODE.items()}
-_STATUS: dict[str, ParticipationStatus] = {"1": "active", "2": "suspended", "3": "terminated"}
+_STATUS: dict[str, ParticipationStatus] = {"1": "active", "2": "suspended", "3": "terminated", "4": "transferred"}
 _PAY_STATUS: dict[str, PaymentStatus] = {"1": "paid", "2": "late", "3": "unpaid"}
+_CHANGE_CODE: dict[DeclarationChange, str] = {"new": "1", "leave": "2", "change": "3", "continue": "4"}
+_LINE_STATUS: dict[str, Literal["accepted", "rejected"]] = {"1": "accepted", "2": "rejected"}
+_DECLARATION_STATUS: dict[str, Literal["accepted", "partially_accepted", "rejected"]] = {
+    "SUCCESS": "accepted",
+    "PARTIAL": "partially_accepted",
+    "FAILED": "rejected",
+}
+_TRANSFER_STAGE: dict[str, Literal["submitted", "source_reviewed", "funds_transferred", "rejected"]] = {
+    "01": "submitted",
+    "02": "source_reviewed",
+    "03": "funds_transferred",
+    "09": "rejected",
+}
+# Kinds of task (ywlx) behind a ticket or bizNo.
+_ENROLMENT, _DECLARATION, _TRANSFER_IN = "01", "02", "03"
+_KIND_NAMES = {_ENROLMENT: "enrolment", _DECLARATION: "declaration", _TRANSFER_IN: "transfer in"}
 
 _SUCCESS = "0"
 _AUTH_CODES = frozenset({"40001", "40002", "40004"})
@@ -128,7 +163,7 @@ _RATE_LIMITED = "42900"
 _SERVER_FAILURE = "50000"
 _NOT_FOUND = "61404"
 # Which canonical field a business refusal (or a failed task) is about.
-_REJECTION_FIELDS = {"61001": "insurance_types", "61003": "id_number", "61005": "name"}
+_REJECTION_FIELDS = {"61001": "insurance_types", "61002": "insurance_types", "61003": "id_number", "61005": "name"}
 
 _SM4_KEY = re.compile(r"[0-9a-fA-F]{32}")
 _DATE = re.compile(r"\d{8}")
@@ -315,12 +350,12 @@ def _list_of_objects(payload: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 # -- task results ----------------------------------------------------------------------
 
-TaskStateName = Literal["PROCESSING", "SUCCESS", "FAILED"]
+TaskStateName = Literal["PROCESSING", "SUCCESS", "PARTIAL", "FAILED"]
 
 
 @dataclass(frozen=True, slots=True)
 class TaskState:
-    """One ``task/result`` answer."""
+    """One ``task/result`` answer (``lines``: a decided declaration's per-line results)."""
 
     ticket: str
     biz_no: str
@@ -330,6 +365,24 @@ class TaskState:
     fail_code: str = ""
     fail_msg: str = ""
     response: httpx.Response | None = None
+    lines: tuple[DeclarationLineResult, ...] = ()
+
+
+def _line_result(raw: dict[str, Any]) -> DeclarationLineResult:
+    line = raw.get("hh")
+    if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+        raise ValueError(f"bad line number hh={line!r}")
+    outcome = _str(raw, "jg")
+    if outcome not in _LINE_STATUS:
+        raise ValueError(f"unknown line outcome jg={outcome!r}")
+    if outcome == "1":
+        return DeclarationLineResult(line=line, status="accepted")
+    fail_code = _str(raw, "failCode")
+    if not fail_code:
+        raise ValueError("a rejected line without failCode")
+    return DeclarationLineResult(
+        line=line, status="rejected", upstream_code=fail_code, upstream_message=_str(raw, "failMsg") or None
+    )
 
 
 # -- the adapter -----------------------------------------------------------------------
@@ -345,6 +398,9 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
             Capability.ENROLMENT,
             Capability.ENROLMENT_LOOKUP,
             Capability.CONTRIBUTION_HISTORY,
+            Capability.DECLARATION,
+            Capability.TRANSFER_OUT,
+            Capability.TRANSFER_IN,
         }
     )
     # 42900 comes as HTTP 429 with Retry-After and applies nothing; 50000 (HTTP 500)
@@ -547,12 +603,9 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
         consecutive slices of at most ``MAX_PERIOD_SPAN`` months."""
         months: list[ContributionMonth] = []
         for start, end in period_slices(from_period, to_period, MAX_PERIOD_SPAN):
-            payload = {
-                "idNo": person.id_number,
-                "name": person.name,
-                "startMonth": start,
-                "endMonth": end,
-            }
+            payload = {"idNo": person.id_number, "startMonth": start, "endMonth": end}
+            if person.name:  # the bureau identifies by idNo alone when the name is unknown
+                payload["name"] = person.name
             months += await self._call(
                 CONTRIBUTION_PATH, payload, self._months,
                 operation="contribution.history", context=context, idempotent=True,
@@ -579,7 +632,7 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
             payload = self._payload(response, idempotent=False)
             biz_no = _str(payload, "bizNo")
             if biz_no and biz_no != reference:
-                raise UpstreamProtocolError(f"the bureau answered about enrolment {biz_no}, not {reference}")
+                raise UpstreamProtocolError(f"the bureau answered about submission {biz_no}, not {reference}")
             value = _str(payload, "ticket")
             if not value:
                 raise ValueError("a submission answer without a ticket")
@@ -587,48 +640,72 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
 
         return ticket
 
-    def _task_for(self, *, reference: str | None = None, ticket: str | None = None) -> Callable[[httpx.Response], TaskState]:
+    def _task_for(
+        self, *, reference: str | None = None, ticket: str | None = None, kind: str = _ENROLMENT
+    ) -> Callable[[httpx.Response], TaskState]:
+        what = _KIND_NAMES[kind]
+
         def task(response: httpx.Response) -> TaskState:
             payload = self._payload(response)
             biz_no, their_ticket, state = _str(payload, "bizNo"), _str(payload, "ticket"), _str(payload, "state")
             if reference is not None and biz_no and biz_no != reference:
-                raise UpstreamProtocolError(f"the bureau answered about enrolment {biz_no}, not {reference}")
+                raise UpstreamProtocolError(f"the bureau answered about {what} {biz_no}, not {reference}")
             if ticket is not None and their_ticket and their_ticket != ticket:
                 raise UpstreamProtocolError(f"the bureau answered about ticket {their_ticket}, not {ticket}")
-            if state == "SUCCESS":
+            their_kind = _str(payload, "ywlx")
+            if their_kind and their_kind != kind:  # older bureaus send no ywlx
+                raise UpstreamProtocolError(
+                    f"{reference or ticket} is a {_KIND_NAMES.get(their_kind, 'task of kind ' + their_kind)}, not a {what}"
+                )
+            their_ticket, biz_no = their_ticket or ticket or "", biz_no or reference or ""
+            declaration = kind == _DECLARATION
+            lines: tuple[DeclarationLineResult, ...] = ()
+            if declaration and state in _DECLARATION_STATUS:
+                lines = tuple(map(_line_result, _list_of_objects(payload, "mx")))
+                accepted = sum(1 for line in lines if line.status == "accepted")
+                if not lines or (state == "SUCCESS") != (accepted == len(lines)) or (state == "FAILED") != (accepted == 0):
+                    raise ValueError(f"a {state} declaration whose lines say otherwise")
+            if state == "SUCCESS" or (state == "PARTIAL" and declaration):
                 accept_no = _str(payload, "acceptNo")
                 if not accept_no:
-                    raise ValueError("a SUCCESS task without acceptNo")
+                    raise ValueError(f"a {state} task without acceptNo")
                 return TaskState(
-                    their_ticket or ticket or "", biz_no or reference or "", "SUCCESS",
-                    accept_no=accept_no, accept_date=parse_date(_str(payload, "acceptDate")), response=response,
-                )
+                    their_ticket, biz_no, state, accept_no=accept_no,
+                    accept_date=parse_date(_str(payload, "acceptDate")), response=response, lines=lines,
+                )  # fmt: skip
             if state == "FAILED":
                 fail_code = _str(payload, "failCode")
-                if not fail_code:
+                if not fail_code and not declaration:  # a declaration's reasons are per line
                     raise ValueError("a FAILED task without failCode")
                 return TaskState(
-                    their_ticket or ticket or "", biz_no or reference or "", "FAILED",
-                    fail_code=fail_code, fail_msg=_str(payload, "failMsg"), response=response,
-                )
+                    their_ticket, biz_no, "FAILED", accept_date=parse_date(_str(payload, "acceptDate")),
+                    fail_code=fail_code, fail_msg=_str(payload, "failMsg"), response=response, lines=lines,
+                )  # fmt: skip
             if state == "PROCESSING":
-                if not (their_ticket or ticket):
+                if not their_ticket:
                     raise ValueError("a PROCESSING task without a ticket")
-                return TaskState(their_ticket or ticket or "", biz_no or reference or "", "PROCESSING", response=response)
+                return TaskState(their_ticket, biz_no, "PROCESSING", response=response)
             raise ValueError(f"unknown task state {state!r}")
 
         return task
 
     async def _task_result(
-        self, *, context: CallContext, reference: str | None = None, ticket: str | None = None
+        self,
+        *,
+        context: CallContext,
+        reference: str | None = None,
+        ticket: str | None = None,
+        kind: str = _ENROLMENT,
+        operation: str | None = None,
     ) -> TaskState | None:
         """``task/result`` by ``bizNo`` or by ticket; ``None`` for ``61404``."""
         payload = {"bizNo": reference} if reference is not None else {"ticket": ticket}
+        if operation is None:
+            operation = "enrolment.lookup" if reference is not None else "enrolment.poll"
         try:
             return await self._call(
-                TASK_RESULT_PATH, payload, self._task_for(reference=reference, ticket=ticket),
-                operation="enrolment.lookup" if reference is not None else "enrolment.poll",
-                context=context, idempotent=True,
+                TASK_RESULT_PATH, payload, self._task_for(reference=reference, ticket=ticket, kind=kind),
+                operation=operation, context=context, idempotent=True,
             )
         except UpstreamNotFound:
             return None
@@ -669,12 +746,20 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
         return await self._await_outcome(reference, sent.ticket, context)
 
     async def _await_outcome(self, reference: str, ticket: str, context: CallContext) -> EnrolmentReceipt:
+        task = await self._await_task(ticket, context)
+        if task is None:
+            return EnrolmentReceipt(reference=reference, bureau_reference=ticket, status="pending")
+        return self._outcome(reference, task)
+
+    async def _await_task(
+        self, ticket: str, context: CallContext, *, kind: str = _ENROLMENT, operation: str | None = None
+    ) -> TaskState | None:
         """Poll ``task/result`` until the bureau decides, for at most ``poll_timeout``
-        (and never past the caller's deadline); undecided by then is ``pending``.
+        (and never past the caller's deadline); ``None`` if undecided by then.
 
         The submission has landed (the bureau gave a ticket), so a poll that fails for
-        any upstream reason ends the wait with a ``pending`` receipt too: reporting the
-        enrolment as failed would be wrong, and ``find_enrolment`` tells the rest."""
+        any upstream reason ends the wait undecided too: reporting the submission as
+        failed would be wrong, and the ``find_*`` lookups tell the rest."""
         budget = self.poll_timeout
         remaining = context.remaining()
         if remaining is not None:
@@ -683,17 +768,222 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
         while (left := give_up_at - self._clock()) > 0:
             await self._sleep(min(self.poll_interval, left))
             try:
-                task = await self._task_result(context=context, ticket=ticket)
+                task = await self._task_result(context=context, ticket=ticket, kind=kind, operation=operation)
             except UpstreamError:
                 break
             if task is None:  # the bureau forgot the ticket it gave: ask again later by bizNo
                 break
             if task.state != "PROCESSING":
-                return self._outcome(reference, task)
-        return EnrolmentReceipt(reference=reference, bureau_reference=ticket, status="pending")
+                return task
+        return None
 
     async def find_enrolment(self, reference: str, *, context: CallContext) -> EnrolmentReceipt | None:
         """The bureau's state of enrolment ``reference``: accepted, pending (its ticket),
         ``None`` if it never received it; a refused one raises its ``BusinessRejection``."""
         task = await self._task_result(context=context, reference=reference)
         return None if task is None else self._outcome(reference, task)
+
+    # -- asynchronous submissions other than enrolment ------------------------------------
+
+    async def _submit_task(
+        self, path: str, payload: dict[str, Any], reference: str, *, kind: str, operation: str, lookup: str,
+        context: CallContext,
+    ) -> TaskState:  # fmt: skip
+        """Submit at most once, then poll: the decided task, or a ``PROCESSING`` one with
+        its ticket when the bureau has not decided within the poll budget."""
+        sent = await send_at_most_once(
+            lambda: self._call(path, payload, self._ticket_for(reference), operation=operation, context=context,
+                               idempotent=False),  # fmt: skip
+            lambda: self._task_result(context=context, reference=reference, kind=kind, operation=lookup),
+            reference=f"{_KIND_NAMES[kind]} {reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+        if isinstance(sent, str):  # a ticket: the bureau took it and decides later
+            ticket = sent
+        elif sent.state != "PROCESSING":  # an earlier, lost submission was found decided
+            return sent
+        else:
+            ticket = sent.ticket
+        decided = await self._await_task(ticket, context, kind=kind, operation=lookup)
+        return decided or TaskState(ticket, reference, "PROCESSING")
+
+    # -- declarations -------------------------------------------------------------------
+
+    @staticmethod
+    def _declaration_payload(submission: DeclarationSubmission) -> dict[str, Any]:
+        lines = []
+        for line in submission.lines:
+            raw: dict[str, Any] = {
+                "hh": line.line,
+                "idNo": line.person.id_number,
+                "name": line.person.name,
+                "bdlx": _CHANGE_CODE[line.change],
+                "xzlx": [_TYPE_TO_CODE[t] for t in line.insurance_types],
+            }
+            if line.change != "leave":
+                if line.contribution_base is None:
+                    raise ValueError(f"declaration line {line.line} ({line.change}) needs a contribution base")
+                raw["jfjs"] = format_money(line.contribution_base)
+            if line.change == "new" and line.hire_date is not None:
+                raw["rzrq"] = line.hire_date.strftime("%Y%m%d")
+            if line.change == "leave" and line.leave_date is not None:
+                raw["lzrq"] = line.leave_date.strftime("%Y%m%d")
+            lines.append(raw)
+        return {
+            "bizNo": submission.reference,
+            "dwbh": submission.employer.uscc,
+            "dwmc": submission.employer.name,
+            "sbny": to_wire_period(submission.period),
+            "mx": lines,
+        }
+
+    @staticmethod
+    def _declaration_receipt(reference: str, task: TaskState) -> DeclarationReceipt:
+        if task.state == "PROCESSING":
+            return DeclarationReceipt(reference=reference, bureau_reference=task.ticket, status="pending")
+        return DeclarationReceipt(
+            reference=reference,
+            bureau_reference=task.accept_no or task.ticket,
+            status=_DECLARATION_STATUS[task.state],
+            lines=task.lines,
+            decided_on=task.accept_date,
+        )
+
+    async def submit_declaration(self, submission: DeclarationSubmission, *, context: CallContext) -> DeclarationReceipt:
+        """Declare; ``pending`` (with the ticket) if the bureau has not decided within the
+        poll budget. A malformed declaration is refused whole (``BusinessRejection`` 40005);
+        refused lines are in the receipt."""
+        payload = self._declaration_payload(submission)
+        task = await self._submit_task(
+            DECLARATION_PATH, payload, submission.reference, kind=_DECLARATION,
+            operation="declaration.submit", lookup="declaration.lookup", context=context,
+        )  # fmt: skip
+        return self._declaration_receipt(submission.reference, task)
+
+    async def find_declaration(self, reference: str, *, context: CallContext) -> DeclarationReceipt | None:
+        task = await self._task_result(
+            context=context, reference=reference, kind=_DECLARATION, operation="declaration.lookup"
+        )
+        return None if task is None else self._declaration_receipt(reference, task)
+
+    # -- transfers in -------------------------------------------------------------------
+
+    @staticmethod
+    def _transfer_in_payload(submission: TransferInSubmission) -> dict[str, Any]:
+        return {
+            "bizNo": submission.reference,
+            "idNo": submission.person.id_number,
+            "name": submission.person.name,
+            "zcdq": submission.from_region,
+            "zcbh": submission.source_reference,
+            "xz": [
+                {
+                    "xzlx": _TYPE_TO_CODE[item.insurance_type],
+                    "jfys": item.paid_months,
+                    "cbrq": item.start_date.strftime("%Y%m%d") if item.start_date is not None else "",
+                    "zyjj": format_money(item.fund_amount),
+                }
+                for item in submission.carried
+            ],
+        }
+
+    @staticmethod
+    def _transfer_in_receipt(reference: str, task: TaskState) -> TransferInReceipt:
+        if task.state == "SUCCESS":
+            return TransferInReceipt(reference=reference, bureau_reference=task.accept_no, status="accepted")
+        if task.state == "FAILED":
+            return TransferInReceipt(
+                reference=reference, bureau_reference=task.ticket, status="rejected",
+                reason_code=task.fail_code, reason_message=task.fail_msg or None,
+            )  # fmt: skip
+        return TransferInReceipt(reference=reference, bureau_reference=task.ticket, status="pending")
+
+    async def submit_transfer_in(self, submission: TransferInSubmission, *, context: CallContext) -> TransferInReceipt:
+        """Register the carried insurance; ``pending`` if undecided within the poll budget,
+        ``rejected`` with the bureau's reason (e.g. ``61005`` another name on file)."""
+        payload = self._transfer_in_payload(submission)
+        task = await self._submit_task(
+            TRANSFER_IN_PATH, payload, submission.reference, kind=_TRANSFER_IN,
+            operation="transfer_in.submit", lookup="transfer_in.lookup", context=context,
+        )  # fmt: skip
+        return self._transfer_in_receipt(submission.reference, task)
+
+    async def find_transfer_in(self, reference: str, *, context: CallContext) -> TransferInReceipt | None:
+        task = await self._task_result(
+            context=context, reference=reference, kind=_TRANSFER_IN, operation="transfer_in.lookup"
+        )
+        return None if task is None else self._transfer_in_receipt(reference, task)
+
+    # -- transfers out ------------------------------------------------------------------
+
+    def _progress_for(self, reference: str, *, idempotent: bool) -> Callable[[httpx.Response], TransferOutProgress]:
+        def progress(response: httpx.Response) -> TransferOutProgress:
+            payload = self._payload(response, idempotent=idempotent)
+            biz_no = _str(payload, "bizNo")
+            if biz_no and biz_no != reference:
+                raise UpstreamProtocolError(f"the bureau answered about transfer {biz_no}, not {reference}")
+            stage = _TRANSFER_STAGE.get(_str(payload, "zyjd"))
+            if stage is None:
+                raise ValueError(f"unknown transfer stage zyjd={_str(payload, 'zyjd')!r}")
+            carried = []
+            for raw in _list_of_objects(payload, "xz") if payload.get("xz") is not None else []:
+                insurance_type = _CODE_TO_TYPE.get(_str(raw, "xzlx"))
+                if insurance_type is None:  # a local scheme the canonical model does not cover
+                    continue
+                fund = parse_money(_str(raw, "zyjj"))
+                if fund is None:
+                    raise ValueError("a carried insurance without zyjj")
+                carried.append(
+                    CarriedInsurance(
+                        insurance_type=insurance_type,
+                        paid_months=_count(raw.get("jfys"), "jfys"),
+                        start_date=parse_date(_str(raw, "cbrq")),
+                        fund_amount=fund,
+                    )
+                )
+            reason_code = _str(payload, "bhdm")
+            if stage == "rejected" and not reason_code:
+                raise ValueError("a rejected transfer without bhdm")
+            return TransferOutProgress(
+                reference=reference,
+                bureau_reference=_str(payload, "zybh") or None,
+                stage=stage,
+                carried=tuple(carried),
+                reason_code=reason_code or None,
+                reason_message=_str(payload, "bhyy") or None,
+                updated_on=parse_date(_str(payload, "gxrq")),
+            )
+
+        return progress
+
+    async def submit_transfer_out(
+        self, submission: TransferOutSubmission, *, context: CallContext
+    ) -> TransferOutProgress:
+        """Apply for the transfer at this (source) bureau; a name that does not match is
+        refused at once (``BusinessRejection`` 61005), anything else is decided later."""
+        reference = submission.reference
+        payload = {
+            "bizNo": reference,
+            "idNo": submission.person.id_number,
+            "name": submission.person.name,
+            "zrdq": submission.to_region,
+            "xzlx": [_TYPE_TO_CODE[t] for t in submission.insurance_types],
+        }
+        return await send_at_most_once(
+            lambda: self._call(
+                TRANSFER_OUT_PATH, payload, self._progress_for(reference, idempotent=False),
+                operation="transfer_out.submit", context=context, idempotent=False,
+            ),  # fmt: skip
+            lambda: self.transfer_out_status(reference, context=context),
+            reference=f"transfer out {reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def transfer_out_status(self, reference: str, *, context: CallContext) -> TransferOutProgress | None:
+        """The transfer's stage, dates, reason (if rejected) and what it carried (once the
+        funds moved); ``None`` if the bureau never received it."""
+        try:
+            return await self._call(
+                TRANSFER_QUERY_PATH, {"bizNo": reference}, self._progress_for(reference, idempotent=True),
+                operation="transfer_out.status", context=context, idempotent=True,
+            )  # fmt: skip
+        except UpstreamNotFound:
+            return None

@@ -20,7 +20,7 @@ from mocks.faults import Fault, FaultKind
 from mocks.resident_id import has_valid_check_digit
 from mocks.server import MockServer, Request, RequestKeys, Response
 from mocks.sm4_async import crypto, wire
-from mocks.sm4_async.store import Store, Task
+from mocks.sm4_async.store import Store, Task, Transfer
 from mocks.sm4_async.wire import BureauError, Codec
 
 DEFAULT_APPID = "hgw-sandbox"
@@ -53,7 +53,9 @@ class Sm4AsyncBureau(MockServer):
     """An sm4-async bureau for one region, seeded from ``seeds/<region>.json``.
 
     Services: ``POST /api/person/query``, ``/api/contribution/query``,
-    ``/api/enrolment/submit`` and ``/api/task/result``. Requests are checked in the
+    ``/api/enrolment/submit``, ``/api/declaration/submit``,
+    ``/api/transfer-in/submit``, ``/api/task/result``, ``/api/transfer-out/submit``
+    and ``/api/transfer-out/query``. Requests are checked in the
     document's order (form fields ``40005``, ``appid`` ``40004``, signature
     ``40001``, timestamp ``40002``, decryption ``40003``, JSON fields ``40005``);
     every answer is signed and a success's ``data`` is sealed with a fresh IV.
@@ -61,8 +63,10 @@ class Sm4AsyncBureau(MockServer):
     Submissions are asynchronous: a task is ``PROCESSING`` until
     ``processing_delay`` seconds of ``clock`` after its submission, then decided in
     submission order (``SUCCESS`` creating the records, or ``FAILED`` with ``61001``
-    or ``61005``). ``settle()`` decides every pending task at once. ``clock`` also
-    drives the timestamp window and acceptance dates.
+    or ``61005``; a declaration line by line). ``settle()`` decides every pending
+    task at once. A transfer out moves one stage per ``transfer_step_seconds`` of
+    ``clock`` (review, then fund transfer), also lazily. ``clock`` also drives the
+    timestamp window and acceptance dates.
 
     Persons seeded with ``"slow": true`` make ``person/query`` and
     ``contribution/query`` about them wait ``slow_seconds`` (real time) before
@@ -92,6 +96,7 @@ class Sm4AsyncBureau(MockServer):
         seed: bool = True,
         processing_delay: float = 0.5,
         slow_seconds: float = 30.0,
+        transfer_step_seconds: float = 2.0,
         app_id: str | None = None,
         app_secret: str | None = None,
     ) -> None:
@@ -107,8 +112,8 @@ class Sm4AsyncBureau(MockServer):
             mac_key = app_secret
         if not appid or mac_key == "":
             raise ValueError("appid and mac_key must not be empty")
-        if not processing_delay >= 0 or not slow_seconds >= 0:
-            raise ValueError("processing_delay and slow_seconds must not be negative")
+        if not processing_delay >= 0 or not slow_seconds >= 0 or not transfer_step_seconds >= 0:
+            raise ValueError("processing_delay, slow_seconds and transfer_step_seconds must not be negative")
         self.region = region
         self.appid = appid
         self.sm4_key = sm4_key if sm4_key is not None else sandbox_sm4_key(region)
@@ -117,14 +122,20 @@ class Sm4AsyncBureau(MockServer):
         self.slow_seconds = slow_seconds
         self._codec = Codec(crypto.parse_sm4_key(self.sm4_key), self.mac_key)
         self._clock = clock
-        self._store = Store(region, seed=seed, clock=clock, processing_delay=processing_delay)
+        self._store = Store(
+            region, seed=seed, clock=clock, processing_delay=processing_delay, transfer_step=transfer_step_seconds
+        )
         self._halt = threading.Event()
         self._local = threading.local()
         self._services: dict[str, Callable[[dict[str, Any]], object]] = {
             "/api/person/query": self._person_query,
             "/api/contribution/query": self._contribution_query,
             "/api/enrolment/submit": self._enrolment_submit,
+            "/api/declaration/submit": self._declaration_submit,
+            "/api/transfer-in/submit": self._transfer_in_submit,
             "/api/task/result": self._task_result,
+            "/api/transfer-out/submit": self._transfer_out_submit,
+            "/api/transfer-out/query": self._transfer_out_query,
         }
         super().__init__(host=host, port=port)
 
@@ -138,11 +149,26 @@ class Sm4AsyncBureau(MockServer):
         """Alias of ``mac_key``."""
         return self.mac_key
 
+    @property
+    def transfer_step_seconds(self) -> float:
+        """Seconds of ``clock`` per transfer-out stage (the accelerated clock); settable."""
+        return self._store.transfer_step
+
+    @transfer_step_seconds.setter
+    def transfer_step_seconds(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError("transfer_step_seconds must not be negative")
+        self._store.transfer_step = seconds
+
     # Test helpers
 
     def tasks(self) -> list[Task]:
         """Every task in submission order, due ones decided (unmasked: for in-process tests)."""
         return self._store.tasks()
+
+    def transfers(self) -> list[Transfer]:
+        """Every transfer out in submission order, due stages played (unmasked)."""
+        return self._store.transfers()
 
     def settle(self) -> list[Task]:
         """Decide every pending task now, whatever the clock says; returns all tasks."""
@@ -201,6 +227,7 @@ class Sm4AsyncBureau(MockServer):
             "dialect": self.dialect,
             "region": self.region,
             "tasks": [task.masked() for task in self._store.tasks()],
+            "transfers_out": [transfer.masked() for transfer in self._store.transfers()],
         }
 
     def reset_state(self) -> None:
@@ -271,3 +298,24 @@ class Sm4AsyncBureau(MockServer):
         if task is None:
             raise BureauError(wire.NO_SUCH_TASK)
         return task.result()
+
+    def _declaration_submit(self, payload: dict[str, Any]) -> object:
+        return self._store.submit_declaration(wire.parse_declaration_submit(payload)).acknowledgement()
+
+    def _transfer_in_submit(self, payload: dict[str, Any]) -> object:
+        submit = wire.parse_transfer_in_submit(payload)
+        if not has_valid_check_digit(submit.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        return self._store.submit_transfer_in(submit).acknowledgement()
+
+    def _transfer_out_submit(self, payload: dict[str, Any]) -> object:
+        submit = wire.parse_transfer_out_submit(payload)
+        if not has_valid_check_digit(submit.id_number):
+            raise BureauError(wire.BAD_CHECK_DIGIT)
+        return self._store.submit_transfer_out(submit).to_wire()
+
+    def _transfer_out_query(self, payload: dict[str, Any]) -> object:
+        transfer = self._store.transfer(wire.parse_transfer_query(payload))
+        if transfer is None:
+            raise BureauError(wire.NO_SUCH_TASK)
+        return transfer.to_wire()

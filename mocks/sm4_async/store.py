@@ -1,20 +1,25 @@
 """The bureau's in-memory registry: persons, their records and monthly
-contributions, and the asynchronous enrolment tasks.
+contributions, the asynchronous tasks (enrolments, declarations, transfers in) and
+the transfers out.
 
 One lock guards everything, so each operation (a query, a submission with its
 ``bizNo`` idempotency, the decision of due tasks) is atomic under concurrent
-requests. Tasks are decided lazily: every operation first decides, in submission
-order, the tasks whose processing delay has run out on the bureau's clock.
+requests. Everything on the bureau's clock happens lazily: every operation first
+plays, in time order, the task decisions whose processing delay has run out and the
+transfer stages whose step has passed.
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import Any
 
@@ -22,18 +27,51 @@ from mocks.resident_id import has_valid_check_digit, mask
 from mocks.sm4_async.wire import (
     ACTIVE,
     ALREADY_ACTIVE,
+    BAD_CHECK_DIGIT,
+    BASE_CHANGE,
+    CHANGED_BEFORE_TRANSFER,
+    DECLARATION,
+    ENROLMENT,
     INSURANCE_TYPES,
+    LEAVE,
+    MALFORMED,
     MESSAGES,
     NAME_MISMATCH,
+    NEW,
+    NOT_INSURED_HERE,
+    NOTHING_TO_TRANSFER,
+    REASONS,
+    RECORD_STATUSES,
+    SUSPENDED,
+    TERMINATED,
+    TRANSFER_IN,
+    TRANSFERRED_OUT,
     BureauError,
+    Carried,
+    DeclarationLine,
+    DeclarationSubmit,
     EnrolmentSubmit,
     TaskQuery,
+    TransferInSubmit,
+    TransferOutSubmit,
+    TransferQuery,
     is_money,
 )
 
 PROCESSING = "PROCESSING"
 SUCCESS = "SUCCESS"
+PARTIAL = "PARTIAL"
 FAILED = "FAILED"
+
+# Transfer-out stages (zyjd).
+SUBMITTED = "01"
+REVIEWED = "02"
+FUNDS_TRANSFERRED = "03"
+REJECTED = "09"
+# The personal contribution rate per insurance type: the fund a transfer carries is
+# base x rate x months (work injury and maternity have no personal part).
+PERSONAL_RATES = {"110": Decimal("0.08"), "210": Decimal("0.005"), "310": Decimal("0.02"),
+                  "410": Decimal("0"), "510": Decimal("0")}  # fmt: skip
 # The bureau keeps China Standard Time (no DST), which dates acceptances.
 _CHINA = timezone(timedelta(hours=8))
 
@@ -55,7 +93,7 @@ class Record:
     @classmethod
     def from_seed(cls, obj: dict[str, Any]) -> Record:
         record = cls(**{f.name: obj.get(f.name, "") for f in dataclasses.fields(cls)})
-        if record.xzlx not in INSURANCE_TYPES or record.cbzt not in ("1", "2", "3"):
+        if record.xzlx not in INSURANCE_TYPES or record.cbzt not in RECORD_STATUSES:
             raise ValueError(f"seed record has an unknown xzlx or cbzt: {obj!r}")
         if not isinstance(record.jfys, int) or not is_money(record.jfjs):
             raise ValueError(f"seed record has a bad jfys or jfjs: {obj!r}")
@@ -92,8 +130,25 @@ class Month:
 
 
 @dataclass(frozen=True)
+class LineResult:
+    """The decision on one declaration line (an ``mx`` item of ``task/result``)."""
+
+    hh: int
+    fail_code: str = ""  # "" when accepted
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "hh": self.hh,
+            "jg": "2" if self.fail_code else "1",
+            "failCode": self.fail_code,
+            "failMsg": MESSAGES[self.fail_code] if self.fail_code else "",
+        }
+
+
+@dataclass(frozen=True)
 class Task:
-    """One asynchronous enrolment submission and, once decided, its outcome."""
+    """One asynchronous submission (``ywlx``: enrolment, declaration or transfer in)
+    and, once decided, its outcome. Enrolment fields are empty on the other kinds."""
 
     ticket: str
     biz_no: str
@@ -105,32 +160,90 @@ class Task:
     xzlx: tuple[str, ...]
     jfjs: str
     submitted_at: float
+    ywlx: str = ENROLMENT
+    sbny: str = ""
+    lines: tuple[DeclarationLine, ...] = ()
+    zcdq: str = ""
+    zcbh: str = ""
+    carried: tuple[Carried, ...] = ()
     state: str = PROCESSING
     accept_no: str = ""
     accept_date: str = ""
     fail_code: str = ""
     fail_msg: str = ""
+    line_results: tuple[LineResult, ...] = ()
     decided_at: float | None = None
 
     def acknowledgement(self) -> dict[str, str]:
-        """The answer of ``enrolment/submit``."""
+        """The answer of a submit service."""
         return {"ticket": self.ticket, "bizNo": self.biz_no}
 
-    def result(self) -> dict[str, str]:
+    def result(self) -> dict[str, Any]:
         """The answer of ``task/result``."""
-        return {
+        answer: dict[str, Any] = {
             "ticket": self.ticket,
             "bizNo": self.biz_no,
+            "ywlx": self.ywlx,
             "state": self.state,
             "acceptNo": self.accept_no,
             "acceptDate": self.accept_date,
             "failCode": self.fail_code,
             "failMsg": self.fail_msg,
         }
+        if self.ywlx == DECLARATION:
+            answer["mx"] = [line.to_wire() for line in self.line_results]
+        return answer
 
     def masked(self) -> dict[str, Any]:
         """The task for the control plane's state dump, without personal data."""
-        return {**self.result(), "idNo": mask(self.id_number), "xzlx": list(self.xzlx), "dwbh": self.dwbh}
+        if self.ywlx == DECLARATION:
+            return {**self.result(), "dwbh": self.dwbh, "sbny": self.sbny, "lines": len(self.lines)}
+        return {**self.result(), "idNo": mask(self.id_number), "xzlx": list(self.xzlx or (c.xzlx for c in self.carried)),
+                "dwbh": self.dwbh}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One transfer out (转出) and the stage it has reached."""
+
+    zybh: str
+    biz_no: str
+    id_number: str
+    name: str
+    zrdq: str
+    xzlx: tuple[str, ...]
+    submitted_at: float
+    sqrq: str
+    stage: str = SUBMITTED
+    gxrq: str = ""
+    bhdm: str = ""
+    record_indices: tuple[int, ...] = ()  # the reviewed records, in the person's list
+    carried: tuple[Carried, ...] = ()
+
+    @property
+    def moving(self) -> bool:
+        return self.stage in (SUBMITTED, REVIEWED)
+
+    def due(self, step: float) -> float:
+        """When the next stage happens on the bureau's clock."""
+        return self.submitted_at + step * (1 if self.stage == SUBMITTED else 2)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The answer of ``transfer-out/submit`` and ``transfer-out/query``."""
+        return {
+            "zybh": self.zybh,
+            "bizNo": self.biz_no,
+            "zrdq": self.zrdq,
+            "zyjd": self.stage,
+            "sqrq": self.sqrq,
+            "gxrq": self.gxrq,
+            "bhdm": self.bhdm,
+            "bhyy": REASONS[self.bhdm] if self.bhdm else "",
+            "xz": [item.to_wire() for item in self.carried],
+        }
+
+    def masked(self) -> dict[str, Any]:
+        return {**self.to_wire(), "idNo": mask(self.id_number), "xzlx": list(self.xzlx)}
 
 
 @dataclass
@@ -170,30 +283,46 @@ def _load_seed(region: str) -> dict[str, _Person]:
 class Store:
     """All mutable bureau state for one region."""
 
-    def __init__(self, region: str, *, seed: bool, clock: Callable[[], float], processing_delay: float) -> None:
+    def __init__(
+        self,
+        region: str,
+        *,
+        seed: bool,
+        clock: Callable[[], float],
+        processing_delay: float,
+        transfer_step: float = 2.0,
+    ) -> None:
         self._region = region
         self._seed = seed
         self._clock = clock
         self._delay = processing_delay
+        #: Seconds of the bureau's clock per transfer-out stage; tests may change it.
+        self.transfer_step = transfer_step
         self._lock = threading.Lock()
         self._persons: dict[str, _Person] = {}
         self._tasks: dict[str, Task] = {}
         self._by_biz_no: dict[str, str] = {}
         self._pending: list[str] = []
+        self._transfers: dict[str, Transfer] = {}
+        self._transfer_by_biz_no: dict[str, str] = {}
         self._ticket_sequence = 0
         self._accept_sequence = 0
+        self._transfer_sequence = 0
         self.reset()
 
     def reset(self) -> None:
-        """Back to the seeded (or empty) state; ticket and acceptance numbers restart at 1."""
+        """Back to the seeded (or empty) state; every number sequence restarts at 1."""
         persons = _load_seed(self._region) if self._seed else {}
         with self._lock:
             self._persons = persons
             self._tasks = {}
             self._by_biz_no = {}
             self._pending = []
+            self._transfers = {}
+            self._transfer_by_biz_no = {}
             self._ticket_sequence = 0
             self._accept_sequence = 0
+            self._transfer_sequence = 0
 
     # Queries
 
@@ -211,8 +340,9 @@ class Store:
                 return []
             return sorted(person.records, key=lambda r: (r.xzlx, r.cbrq))
 
-    def months(self, id_number: str, name: str, start: str, end: str) -> list[Month]:
-        """A person's contributions in the inclusive range, ordered by month then type."""
+    def months(self, id_number: str, name: str | None, start: str, end: str) -> list[Month]:
+        """A person's contributions in the inclusive range, ordered by month then type
+        (``name`` None: the ID number alone identifies the person)."""
         with self._lock:
             self._advance(self._clock())
             person = self._person(id_number, name)
@@ -224,16 +354,12 @@ class Store:
     # Tasks
 
     def submit(self, submit: EnrolmentSubmit) -> Task:
-        """Register a task once per ``bizNo``; a repeat returns the first task unchanged."""
-        with self._lock:
-            now = self._clock()
-            self._advance(now)
-            existing = self._by_biz_no.get(submit.biz_no)
-            if existing is not None:
-                return self._tasks[existing]
-            self._ticket_sequence += 1
-            task = Task(
-                ticket=f"T{self._region}-{self._ticket_sequence:06d}",
+        """Register an enrolment once per ``bizNo``; a repeat returns the first task unchanged."""
+        return self._register(
+            submit.biz_no,
+            ENROLMENT,
+            lambda ticket, now: Task(
+                ticket=ticket,
                 biz_no=submit.biz_no,
                 id_number=submit.id_number,
                 name=submit.name,
@@ -243,11 +369,32 @@ class Store:
                 xzlx=submit.xzlx,
                 jfjs=submit.jfjs,
                 submitted_at=now,
-            )
-            self._tasks[task.ticket] = task
-            self._by_biz_no[task.biz_no] = task.ticket
-            self._pending.append(task.ticket)
-            return task
+            ),
+        )
+
+    def submit_declaration(self, submit: DeclarationSubmit) -> Task:
+        """Register a declaration once per ``bizNo``; its lines are decided with the task."""
+        return self._register(
+            submit.biz_no,
+            DECLARATION,
+            lambda ticket, now: Task(
+                ticket=ticket, biz_no=submit.biz_no, id_number="", name="", dwbh=submit.dwbh,
+                dwmc=submit.dwmc, cbrq="", xzlx=(), jfjs="", submitted_at=now, ywlx=DECLARATION,
+                sbny=submit.sbny, lines=submit.lines,
+            ),  # fmt: skip
+        )
+
+    def submit_transfer_in(self, submit: TransferInSubmit) -> Task:
+        """Register a transfer in once per ``bizNo``."""
+        return self._register(
+            submit.biz_no,
+            TRANSFER_IN,
+            lambda ticket, now: Task(
+                ticket=ticket, biz_no=submit.biz_no, id_number=submit.id_number, name=submit.name,
+                dwbh="", dwmc="", cbrq="", xzlx=(), jfjs="", submitted_at=now, ywlx=TRANSFER_IN,
+                zcdq=submit.zcdq, zcbh=submit.zcbh, carried=submit.carried,
+            ),  # fmt: skip
+        )
 
     def task(self, query: TaskQuery) -> Task | None:
         """The task named by ticket and/or bizNo, or None when there is none (or they disagree)."""
@@ -271,24 +418,124 @@ class Store:
             self._advance(self._clock(), force=True)
             return list(self._tasks.values())
 
+    # Transfers out
+
+    def submit_transfer_out(self, submit: TransferOutSubmit) -> Transfer:
+        """Register a transfer out once per ``bizNo`` (a repeat answers its current state);
+        a known ID number with another name is refused at once."""
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            existing = self._transfer_by_biz_no.get(submit.biz_no)
+            if existing is not None:
+                return self._transfers[existing]
+            if submit.biz_no in self._by_biz_no:
+                raise BureauError(MALFORMED, "bizNo already used by another submission")
+            if submit.zrdq == self._region:
+                raise BureauError(MALFORMED, "zrdq must be another region than this bureau's")
+            self._person(submit.id_number, submit.name)
+            self._transfer_sequence += 1
+            day = self._day(now)
+            transfer = Transfer(
+                zybh=f"ZC{self._region}-{self._transfer_sequence:06d}",
+                biz_no=submit.biz_no,
+                id_number=submit.id_number,
+                name=submit.name,
+                zrdq=submit.zrdq,
+                xzlx=submit.xzlx,
+                submitted_at=now,
+                sqrq=day,
+                gxrq=day,
+            )
+            self._transfers[transfer.zybh] = transfer
+            self._transfer_by_biz_no[transfer.biz_no] = transfer.zybh
+            return transfer
+
+    def transfer(self, query: TransferQuery) -> Transfer | None:
+        """The transfer named by bizNo and/or zybh, or None (none, or they disagree)."""
+        with self._lock:
+            self._advance(self._clock())
+            zybh = query.zybh if query.zybh is not None else self._transfer_by_biz_no.get(query.biz_no or "")
+            transfer = self._transfers.get(zybh or "")
+            if transfer is None or (query.biz_no is not None and transfer.biz_no != query.biz_no):
+                return None
+            return transfer
+
+    def transfers(self) -> list[Transfer]:
+        with self._lock:
+            self._advance(self._clock())
+            return list(self._transfers.values())
+
     # Internals (the lock is held)
 
-    def _person(self, id_number: str, name: str) -> _Person | None:
+    def _register(self, biz_no: str, ywlx: str, build: Callable[[str, float], Task]) -> Task:
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            existing = self._by_biz_no.get(biz_no)
+            if existing is not None:
+                task = self._tasks[existing]
+                if task.ywlx != ywlx:
+                    raise BureauError(MALFORMED, "bizNo already used by another kind of submission")
+                return task
+            if biz_no in self._transfer_by_biz_no:
+                raise BureauError(MALFORMED, "bizNo already used by a transfer out")
+            self._ticket_sequence += 1
+            task = build(f"T{self._region}-{self._ticket_sequence:06d}", now)
+            self._tasks[task.ticket] = task
+            self._by_biz_no[task.biz_no] = task.ticket
+            self._pending.append(task.ticket)
+            return task
+
+    def _person(self, id_number: str, name: str | None) -> _Person | None:
         person = self._persons.get(id_number)
-        if person is not None and not person.answers_to(name):
+        if person is not None and name is not None and not person.answers_to(name):
             raise BureauError(NAME_MISMATCH)
         return person
 
+    @staticmethod
+    def _day(at: float) -> str:
+        return datetime.fromtimestamp(at, _CHINA).strftime("%Y%m%d")
+
     def _advance(self, now: float, *, force: bool = False) -> None:
-        while self._pending:
-            task = self._tasks[self._pending[0]]
-            due = task.submitted_at + self._delay
-            if not force and now < due:
-                return
-            self._pending.pop(0)
-            self._tasks[task.ticket] = self._decide(task, due if not force else max(now, task.submitted_at))
+        """Play everything due by ``now`` in time order (a task decision before a transfer
+        stage at the same instant); ``force`` then decides every remaining task."""
+        step = self.transfer_step
+        while True:
+            task_due = self._tasks[self._pending[0]].submitted_at + self._delay if self._pending else math.inf
+            moving = [t for t in self._transfers.values() if t.moving]
+            transfer = min(moving, key=lambda t: (t.due(step), t.zybh), default=None)
+            transfer_due = transfer.due(step) if transfer is not None else math.inf
+            if task_due <= transfer_due and task_due <= now:
+                task = self._tasks[self._pending.pop(0)]
+                self._tasks[task.ticket] = self._decide(task, task_due)
+            elif transfer is not None and transfer_due <= now:
+                self._transfers[transfer.zybh] = self._move(transfer, transfer_due)
+            else:
+                break
+        while force and self._pending:
+            task = self._tasks[self._pending.pop(0)]
+            self._tasks[task.ticket] = self._decide(task, max(now, task.submitted_at))
 
     def _decide(self, task: Task, at: float) -> Task:
+        if task.ywlx == DECLARATION:
+            return self._decide_declaration(task, at)
+        if task.ywlx == TRANSFER_IN:
+            return self._decide_transfer_in(task, at)
+        return self._decide_enrolment(task, at)
+
+    def _accept(self, task: Task, at: float, **changes: Any) -> Task:
+        self._accept_sequence += 1
+        return dataclasses.replace(
+            task,
+            state=SUCCESS,
+            accept_no=f"{self._region}-R-{self._accept_sequence:06d}",
+            accept_date=self._day(at),
+            decided_at=at,
+            **changes,
+        )
+
+    def _decide_enrolment(self, task: Task, at: float) -> Task:
         person = self._persons.get(task.id_number)
         if person is not None:
             if not person.answers_to(task.name):
@@ -298,28 +545,116 @@ class Store:
                 return self._fail(task, ALREADY_ACTIVE, at)
         else:
             person = self._persons[task.id_number] = _Person(names=[task.name.strip()])
-        person.records.extend(
-            Record(
-                xzlx=xzlx,
-                cbzt=ACTIVE,
-                dwbh=task.dwbh,
-                dwmc=task.dwmc,
-                cbrq=task.cbrq,
-                zzrq="",
-                jfys=0,
-                jfjs=task.jfjs,
-                zhjfny="",
+        for xzlx in task.xzlx:
+            # A suspended record (e.g. one transferred in) is reactivated, keeping its months.
+            self._activate(person, xzlx, (SUSPENDED,), task.dwbh, task.dwmc, task.jfjs, task.cbrq)
+        return self._accept(task, at)
+
+    def _activate(
+        self, person: _Person, xzlx: str, reusable: tuple[str, ...], dwbh: str, dwmc: str, jfjs: str, cbrq: str
+    ) -> None:
+        """Reactivate the most recent record of ``xzlx`` in a ``reusable`` status (suspended
+        preferred), or else add a new active record starting ``cbrq``."""
+        candidates = [i for i, r in enumerate(person.records) if r.xzlx == xzlx and r.cbzt in reusable]
+        if candidates:
+            index = max(candidates, key=lambda i: (person.records[i].cbzt == SUSPENDED, person.records[i].cbrq, i))
+            person.records[index] = dataclasses.replace(
+                person.records[index], cbzt=ACTIVE, dwbh=dwbh, dwmc=dwmc, jfjs=jfjs, zzrq=""
             )
-            for xzlx in task.xzlx
+            return
+        person.records.append(
+            Record(xzlx=xzlx, cbzt=ACTIVE, dwbh=dwbh, dwmc=dwmc, cbrq=cbrq, zzrq="", jfys=0, jfjs=jfjs, zhjfny="")
         )
-        self._accept_sequence += 1
-        return dataclasses.replace(
-            task,
-            state=SUCCESS,
-            accept_no=f"{self._region}-R-{self._accept_sequence:06d}",
-            accept_date=datetime.fromtimestamp(at, _CHINA).strftime("%Y%m%d"),
-            decided_at=at,
-        )
+
+    def _decide_declaration(self, task: Task, at: float) -> Task:
+        results = tuple(LineResult(line.hh, self._apply_line(task, line)) for line in task.lines)
+        accepted = sum(1 for result in results if not result.fail_code)
+        if accepted == 0:
+            return dataclasses.replace(
+                task, state=FAILED, accept_date=self._day(at), line_results=results, decided_at=at
+            )
+        decided = self._accept(task, at, line_results=results)
+        return decided if accepted == len(results) else dataclasses.replace(decided, state=PARTIAL)
+
+    def _apply_line(self, task: Task, line: DeclarationLine) -> str:
+        """Apply one declaration line; ``""`` when accepted, else its failure code."""
+        if not has_valid_check_digit(line.id_number):
+            return BAD_CHECK_DIGIT
+        person = self._persons.get(line.id_number)
+        if person is not None and not person.answers_to(line.name):
+            return NAME_MISMATCH
+        if line.bdlx == NEW:
+            if person is not None and any(r.cbzt == ACTIVE and r.xzlx in line.xzlx for r in person.records):
+                return ALREADY_ACTIVE
+            if person is None:
+                person = self._persons[line.id_number] = _Person(names=[line.name.strip()])
+            start = line.rzrq or task.sbny + "01"
+            for xzlx in line.xzlx:
+                self._activate(person, xzlx, (SUSPENDED, TERMINATED), task.dwbh, task.dwmc, line.jfjs, start)
+            return ""
+        records = [] if person is None else person.records
+        here = [i for i, r in enumerate(records) if r.cbzt == ACTIVE and r.dwbh == task.dwbh and r.xzlx in line.xzlx]
+        if line.bdlx == LEAVE:
+            if not here:
+                return NOT_INSURED_HERE
+            year, month = int(task.sbny[:4]), int(task.sbny[4:])
+            end = line.lzrq or f"{task.sbny}{calendar.monthrange(year, month)[1]:02d}"
+            for i in here:
+                records[i] = dataclasses.replace(records[i], cbzt=TERMINATED, zzrq=end)
+            return ""
+        if {records[i].xzlx for i in here} != set(line.xzlx):
+            return NOT_INSURED_HERE
+        if line.bdlx == BASE_CHANGE:
+            for i in here:
+                records[i] = dataclasses.replace(records[i], jfjs=line.jfjs)
+        return ""  # continue (续缴): nothing changes
+
+    def _decide_transfer_in(self, task: Task, at: float) -> Task:
+        person = self._persons.get(task.id_number)
+        if person is not None and not person.answers_to(task.name):
+            return self._fail(task, NAME_MISMATCH, at)
+        if person is None:
+            person = self._persons[task.id_number] = _Person(names=[task.name.strip()])
+        for item in task.carried:
+            held = [i for i, r in enumerate(person.records) if r.xzlx == item.xzlx and r.cbzt != TRANSFERRED_OUT]
+            if held:
+                index = max(held, key=lambda i: (person.records[i].cbzt == ACTIVE, person.records[i].cbrq, i))
+                record = person.records[index]
+                starts = [d for d in (record.cbrq, item.cbrq) if d]
+                person.records[index] = dataclasses.replace(
+                    record, jfys=record.jfys + item.jfys, cbrq=min(starts) if starts else ""
+                )
+            else:
+                person.records.append(
+                    Record(xzlx=item.xzlx, cbzt=SUSPENDED, dwbh="", dwmc="", cbrq=item.cbrq, zzrq="",
+                           jfys=item.jfys, jfjs=item.jfjs or "0.00", zhjfny="")  # fmt: skip
+                )
+        return self._accept(task, at)
+
+    def _move(self, transfer: Transfer, at: float) -> Transfer:
+        """The next stage of a transfer out: the review, then the fund transfer."""
+        day = self._day(at)
+        person = self._persons.get(transfer.id_number)
+        records = [] if person is None else person.records
+        if transfer.stage == SUBMITTED:
+            chosen: list[int] = []
+            for xzlx in transfer.xzlx:
+                held = [i for i, r in enumerate(records) if r.xzlx == xzlx and r.cbzt in (ACTIVE, SUSPENDED)]
+                if not held:
+                    return dataclasses.replace(transfer, stage=REJECTED, bhdm=NOTHING_TO_TRANSFER, gxrq=day)
+                chosen.append(max(held, key=lambda i: (records[i].cbzt == ACTIVE, records[i].cbrq, i)))
+            return dataclasses.replace(transfer, stage=REVIEWED, gxrq=day, record_indices=tuple(chosen))
+        if any(records[i].cbzt not in (ACTIVE, SUSPENDED) for i in transfer.record_indices):
+            return dataclasses.replace(transfer, stage=REJECTED, bhdm=CHANGED_BEFORE_TRANSFER, gxrq=day)
+        carried = []
+        for i in transfer.record_indices:
+            record = records[i]
+            fund = (Decimal(record.jfjs) * PERSONAL_RATES[record.xzlx] * record.jfys).quantize(
+                Decimal("0.01"), rounding=ROUND_HALF_UP
+            )
+            carried.append(Carried(xzlx=record.xzlx, jfys=record.jfys, cbrq=record.cbrq, zyjj=f"{fund:.2f}", jfjs=record.jfjs))
+            records[i] = dataclasses.replace(record, cbzt=TRANSFERRED_OUT, zzrq=day)
+        return dataclasses.replace(transfer, stage=FUNDS_TRANSFERRED, gxrq=day, carried=tuple(carried))
 
     @staticmethod
     def _fail(task: Task, code: str, at: float) -> Task:

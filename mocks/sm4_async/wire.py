@@ -32,6 +32,7 @@ MALFORMED = "40005"
 RATE_LIMITED = "42900"
 BUREAU_FAILURE = "50000"
 ALREADY_ACTIVE = "61001"
+NOT_INSURED_HERE = "61002"
 BAD_CHECK_DIGIT = "61003"
 NAME_MISMATCH = "61005"
 NO_SUCH_TASK = "61404"
@@ -46,6 +47,7 @@ HTTP_STATUS: dict[str, int] = {
     RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
     BUREAU_FAILURE: HTTPStatus.INTERNAL_SERVER_ERROR,
     ALREADY_ACTIVE: HTTPStatus.OK,
+    NOT_INSURED_HERE: HTTPStatus.OK,
     BAD_CHECK_DIGIT: HTTPStatus.OK,
     NAME_MISMATCH: HTTPStatus.OK,
     NO_SUCH_TASK: HTTPStatus.OK,
@@ -61,9 +63,18 @@ MESSAGES: dict[str, str] = {
     RATE_LIMITED: "请求过于频繁，请稍后重试",
     BUREAU_FAILURE: "系统繁忙，请稍后重试",
     ALREADY_ACTIVE: "该险种已有有效参保记录",
+    NOT_INSURED_HERE: "该人员在本单位无有效参保记录",
     BAD_CHECK_DIGIT: "公民身份号码校验位错误",
     NAME_MISMATCH: "姓名与公民身份号码不符",
     NO_SUCH_TASK: "任务单号或业务流水号不存在",
+}
+
+# Reasons a transfer out is rejected (bhdm / bhyy of transfer-out/query), not answer codes.
+NOTHING_TO_TRANSFER = "62001"
+CHANGED_BEFORE_TRANSFER = "62002"
+REASONS: dict[str, str] = {
+    NOTHING_TO_TRANSFER: "申请转出的险种在本地无有效或中断参保记录",
+    CHANGED_BEFORE_TRANSFER: "参保状态已变更，无法划转基金",
 }
 
 FORM_FIELDS = ("appid", "timestamp", "nonce", "data", "sign")
@@ -72,6 +83,23 @@ WINDOW_MS = 300_000
 INSURANCE_TYPES = frozenset({"110", "210", "310", "410", "510"})
 MAX_MONTHS = 36
 ACTIVE = "1"
+SUSPENDED = "2"
+TERMINATED = "3"
+TRANSFERRED_OUT = "4"
+RECORD_STATUSES = frozenset({ACTIVE, SUSPENDED, TERMINATED, TRANSFERRED_OUT})
+
+# Declaration line changes (bdlx).
+NEW = "1"
+LEAVE = "2"
+BASE_CHANGE = "3"
+CONTINUE = "4"
+CHANGES = frozenset({NEW, LEAVE, BASE_CHANGE, CONTINUE})
+MAX_LINES = 500
+
+# Kinds of task (ywlx).
+ENROLMENT = "01"
+DECLARATION = "02"
+TRANSFER_IN = "03"
 
 _NONCE = re.compile(r"[0-9a-zA-Z]{16,64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,16}")
@@ -204,7 +232,7 @@ class PersonQuery:
 @dataclass(frozen=True)
 class ContributionQuery:
     id_number: str
-    name: str
+    name: str | None  # None: the idNo alone identifies the person
     start_month: str
     end_month: str
 
@@ -281,7 +309,8 @@ def parse_person_query(obj: Mapping[str, Any]) -> PersonQuery:
 
 
 def parse_contribution_query(obj: Mapping[str, Any]) -> ContributionQuery:
-    query = ContributionQuery(_id_number(obj), _text(obj, "name"), _month(obj, "startMonth"), _month(obj, "endMonth"))
+    name = _text(obj, "name") if "name" in obj else None
+    query = ContributionQuery(_id_number(obj), name, _month(obj, "startMonth"), _month(obj, "endMonth"))
     span = month_index(query.end_month) - month_index(query.start_month) + 1
     if span < 1:
         raise BureauError(MALFORMED, "startMonth must not be after endMonth")
@@ -320,3 +349,217 @@ def parse_task_query(obj: Mapping[str, Any]) -> TaskQuery:
     if ticket is None and biz_no is None:
         raise BureauError(MALFORMED, "give ticket or bizNo")
     return TaskQuery(ticket, biz_no)
+
+
+# Declarations and transfers
+
+
+@dataclass(frozen=True)
+class DeclarationLine:
+    hh: int
+    id_number: str
+    name: str
+    bdlx: str
+    xzlx: tuple[str, ...]
+    jfjs: str  # "" for a leave
+    rzrq: str  # "" unless given on a new line
+    lzrq: str  # "" unless given on a leave line
+
+
+@dataclass(frozen=True)
+class DeclarationSubmit:
+    biz_no: str
+    dwbh: str
+    dwmc: str
+    sbny: str
+    lines: tuple[DeclarationLine, ...]
+
+
+@dataclass(frozen=True)
+class Carried:
+    """One carried insurance type of a transfer (an ``xz`` item)."""
+
+    xzlx: str
+    jfys: int
+    cbrq: str
+    zyjj: str
+    jfjs: str  # "" when not given
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"xzlx": self.xzlx, "jfys": self.jfys, "cbrq": self.cbrq, "zyjj": self.zyjj}
+
+
+@dataclass(frozen=True)
+class TransferInSubmit:
+    biz_no: str
+    id_number: str
+    name: str
+    zcdq: str
+    zcbh: str
+    carried: tuple[Carried, ...]
+
+
+@dataclass(frozen=True)
+class TransferOutSubmit:
+    biz_no: str
+    id_number: str
+    name: str
+    zrdq: str
+    xzlx: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TransferQuery:
+    biz_no: str | None
+    zybh: str | None
+
+
+_REGION_CODE = re.compile(r"[0-9]{6}")
+
+
+def _types(obj: Mapping[str, Any], where: str = "") -> tuple[str, ...]:
+    types = obj.get("xzlx")
+    if (
+        not isinstance(types, list)
+        or not types
+        or not all(isinstance(t, str) and t in INSURANCE_TYPES for t in types)
+    ):
+        raise BureauError(MALFORMED, f"{where}xzlx must be a non-empty list of known insurance types")
+    return tuple(dict.fromkeys(types))
+
+
+def _positive_money(obj: Mapping[str, Any], key: str, where: str = "") -> str:
+    value = obj.get(key)
+    if not is_money(value) or Decimal(value) <= 0:
+        raise BureauError(MALFORMED, f"{where}{key} must be positive yuan with two decimal places")
+    return value
+
+
+def _absent(obj: Mapping[str, Any], key: str, where: str) -> None:
+    if obj.get(key, "") != "":
+        raise BureauError(MALFORMED, f"{where}{key} is not allowed for this bdlx")
+
+
+def _optional_date(obj: Mapping[str, Any], key: str) -> str:
+    return "" if obj.get(key, "") == "" else _date(obj, key)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _region(obj: Mapping[str, Any], key: str) -> str:
+    value = _text(obj, key)
+    if not _REGION_CODE.fullmatch(value):
+        raise BureauError(MALFORMED, f"{key} must be a six-digit region code")
+    return value
+
+
+def _declaration_line(obj: object, position: int) -> DeclarationLine:
+    where = f"mx[{position}]."
+    if not isinstance(obj, dict):
+        raise BureauError(MALFORMED, f"mx[{position}] must be an object")
+    hh = obj.get("hh")
+    if not isinstance(hh, int) or isinstance(hh, bool) or hh < 1:
+        raise BureauError(MALFORMED, f"{where}hh must be a positive integer")
+    bdlx = obj.get("bdlx")
+    if bdlx not in CHANGES:
+        raise BureauError(MALFORMED, f"{where}bdlx must be one of 1, 2, 3, 4")
+    if bdlx == LEAVE:
+        _absent(obj, "jfjs", where)
+        jfjs = ""
+    else:
+        jfjs = _positive_money(obj, "jfjs", where)
+    if bdlx != NEW:
+        _absent(obj, "rzrq", where)
+    if bdlx != LEAVE:
+        _absent(obj, "lzrq", where)
+    try:
+        return DeclarationLine(
+            hh=hh,
+            id_number=_id_number(obj),
+            name=_text(obj, "name"),
+            bdlx=bdlx,
+            xzlx=_types(obj, where),
+            jfjs=jfjs,
+            rzrq=_optional_date(obj, "rzrq"),
+            lzrq=_optional_date(obj, "lzrq"),
+        )
+    except BureauError as error:
+        if error.detail.startswith(where):
+            raise
+        raise BureauError(error.code, where + error.detail) from None
+
+
+def parse_declaration_submit(obj: Mapping[str, Any]) -> DeclarationSubmit:
+    biz_no = _biz_no(obj)
+    lines = obj.get("mx")
+    if not isinstance(lines, list) or not lines or len(lines) > MAX_LINES:
+        raise BureauError(MALFORMED, f"mx must be a list of 1 to {MAX_LINES} lines")
+    parsed = tuple(_declaration_line(line, position) for position, line in enumerate(lines))
+    if len({line.hh for line in parsed}) != len(parsed):
+        raise BureauError(MALFORMED, "hh must be unique within the declaration")
+    return DeclarationSubmit(
+        biz_no=biz_no,
+        dwbh=_text(obj, "dwbh"),
+        dwmc=_text(obj, "dwmc"),
+        sbny=_month(obj, "sbny"),
+        lines=tuple(sorted(parsed, key=lambda line: line.hh)),
+    )
+
+
+def _carried(obj: object, position: int) -> Carried:
+    where = f"xz[{position}]."
+    if not isinstance(obj, dict):
+        raise BureauError(MALFORMED, f"xz[{position}] must be an object")
+    xzlx = obj.get("xzlx")
+    if not isinstance(xzlx, str) or xzlx not in INSURANCE_TYPES:
+        raise BureauError(MALFORMED, f"{where}xzlx must be a known insurance type")
+    if not _count(obj.get("jfys")):
+        raise BureauError(MALFORMED, f"{where}jfys must be an integer of at least 0")
+    if not is_money(obj.get("zyjj")):
+        raise BureauError(MALFORMED, f"{where}zyjj must be yuan with two decimal places")
+    jfjs = obj.get("jfjs", "")
+    if jfjs != "" and not is_money(jfjs):
+        raise BureauError(MALFORMED, f"{where}jfjs must be yuan with two decimal places")
+    try:
+        cbrq = _optional_date(obj, "cbrq")
+    except BureauError:
+        raise BureauError(MALFORMED, f"{where}cbrq must be a yyyyMMdd date or empty") from None
+    return Carried(xzlx=xzlx, jfys=obj["jfys"], cbrq=cbrq, zyjj=obj["zyjj"], jfjs=jfjs)
+
+
+def parse_transfer_in_submit(obj: Mapping[str, Any]) -> TransferInSubmit:
+    items = obj.get("xz")
+    if not isinstance(items, list) or not items:
+        raise BureauError(MALFORMED, "xz must be a non-empty list")
+    carried = tuple(_carried(item, position) for position, item in enumerate(items))
+    if len({item.xzlx for item in carried}) != len(carried):
+        raise BureauError(MALFORMED, "xz must carry each insurance type once")
+    return TransferInSubmit(
+        biz_no=_biz_no(obj),
+        id_number=_id_number(obj),
+        name=_text(obj, "name"),
+        zcdq=_region(obj, "zcdq"),
+        zcbh=_text(obj, "zcbh"),
+        carried=carried,
+    )
+
+
+def parse_transfer_out_submit(obj: Mapping[str, Any]) -> TransferOutSubmit:
+    return TransferOutSubmit(
+        biz_no=_biz_no(obj),
+        id_number=_id_number(obj),
+        name=_text(obj, "name"),
+        zrdq=_region(obj, "zrdq"),
+        xzlx=_types(obj),
+    )
+
+
+def parse_transfer_query(obj: Mapping[str, Any]) -> TransferQuery:
+    """``bizNo`` or ``zybh`` (both may be given; they must then name the same transfer)."""
+    biz_no = _biz_no(obj) if "bizNo" in obj else None
+    zybh = _text(obj, "zybh") if "zybh" in obj else None
+    if biz_no is None and zybh is None:
+        raise BureauError(MALFORMED, "give bizNo or zybh")
+    return TransferQuery(biz_no, zybh)

@@ -396,7 +396,7 @@ def test_submit_is_processing_until_the_delay_then_succeeds(
 ) -> None:
     answer = ok(call(client, SUBMIT, submit_payload()))
     assert answer == {"ticket": "T430100-000001", "bizNo": "HGW-0123456789ABCDEF"}
-    processing = {"ticket": "T430100-000001", "bizNo": "HGW-0123456789ABCDEF", "state": "PROCESSING",
+    processing = {"ticket": "T430100-000001", "bizNo": "HGW-0123456789ABCDEF", "ywlx": "01", "state": "PROCESSING",
                   "acceptNo": "", "acceptDate": "", "failCode": "", "failMsg": ""}  # fmt: skip
     assert _result(client, ticket="T430100-000001") == processing
     assert ok(call(client, PERSON, {"idNo": LI_MING, "name": "李明"})) == {"records": []}
@@ -430,7 +430,7 @@ def test_settle_decides_in_submission_order(client: httpx.Client, bureau: Sm4Asy
     assert (second.state, second.fail_code, second.accept_no) == ("FAILED", "61001", "")
     assert (third.state, third.fail_code) == ("FAILED", "61005")
     assert _result(client, ticket="T430100-000002") == {
-        "ticket": "T430100-000002", "bizNo": "HGW-LIU-000002", "state": "FAILED", "acceptNo": "",
+        "ticket": "T430100-000002", "bizNo": "HGW-LIU-000002", "ywlx": "01", "state": "FAILED", "acceptNo": "",
         "acceptDate": "", "failCode": "61001", "failMsg": "该险种已有有效参保记录",
     }  # fmt: skip
     assert _result(client, bizNo="HGW-LIU-000003")["failMsg"] == "姓名与公民身份号码不符"
@@ -674,3 +674,356 @@ def test_python_m_mocks_serves_sm4_async() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=5) == 0
+
+
+# -- declarations, transfers in and out, contribution query without a name ------------
+
+DECLARE = "/api/declaration/submit"
+TRANSFER_IN = "/api/transfer-in/submit"
+TRANSFER_OUT = "/api/transfer-out/submit"
+TRANSFER_QUERY = "/api/transfer-out/query"
+WANG_FANG = "440104199003120213"
+CS_UNIT = {"dwbh": "91430100MA4L16JQ9D", "dwmc": "长沙示例制造有限公司"}
+
+
+def line(hh: int, id_number: str, name: str, bdlx: str, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"hh": hh, "idNo": id_number, "name": name, "bdlx": bdlx, "xzlx": ["110"]}
+    if bdlx != "2":
+        body["jfjs"] = "8000.00"
+    return {**body, **fields}
+
+
+def declaration(biz_no: str, *lines: dict[str, Any], sbny: str = "202611") -> dict[str, Any]:
+    return {"bizNo": biz_no, **CS_UNIT, "sbny": sbny, "mx": list(lines)}
+
+
+def records_of(client: httpx.Client, id_number: str, name: str) -> list[dict[str, Any]]:
+    return list(ok(call(client, PERSON, {"idNo": id_number, "name": name}))["records"])
+
+
+def wang_fang_transfer_in(biz_no: str = "HGW-TI-000001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no, "idNo": WANG_FANG, "name": "王芳", "zcdq": "440100", "zcbh": "GZ-TO-000123",
+        "xz": [{"xzlx": "110", "jfys": 36, "cbrq": "20230101", "zyjj": "17280.00"},
+               {"xzlx": "310", "jfys": 36, "cbrq": "20230101", "zyjj": "4320.00", "jfjs": "6000.00"}],
+        **overrides,
+    }  # fmt: skip
+
+
+def test_declaration_is_processing_then_decided_line_by_line(
+    client: httpx.Client, bureau: Sm4AsyncBureau, clock: FakeClock
+) -> None:
+    ack = ok(call(client, DECLARE, declaration(
+        "HGW-DECL-000001",
+        line(1, LI_MING, "李明", "1", xzlx=["110", "310"], rzrq="20261102"),
+        line(2, LIU_YANG, "刘洋", "2"),  # his pension is terminated: not insured here
+        line(3, LIU_YANG, "王芳", "4"),  # another name
+        line(4, BAD_CHECK, "刘洋", "1"),
+    )))  # fmt: skip
+    assert ack == {"ticket": "T430100-000001", "bizNo": "HGW-DECL-000001"}
+    pending = _result(client, bizNo="HGW-DECL-000001")
+    assert (pending["ywlx"], pending["state"], pending["mx"], pending["acceptNo"]) == ("02", "PROCESSING", [], "")
+    assert records_of(client, LI_MING, "李明") == []
+    clock.advance(0.5)
+    decided = _result(client, ticket="T430100-000001")
+    assert (decided["state"], decided["acceptNo"]) == ("PARTIAL", "430100-R-000001")
+    assert decided["acceptDate"] == datetime.fromtimestamp(clock.now, CHINA).strftime("%Y%m%d")
+    assert decided["mx"] == [
+        {"hh": 1, "jg": "1", "failCode": "", "failMsg": ""},
+        {"hh": 2, "jg": "2", "failCode": "61002", "failMsg": "该人员在本单位无有效参保记录"},
+        {"hh": 3, "jg": "2", "failCode": "61005", "failMsg": "姓名与公民身份号码不符"},
+        {"hh": 4, "jg": "2", "failCode": "61003", "failMsg": "公民身份号码校验位错误"},
+    ]
+    assert [(r["xzlx"], r["cbzt"], r["cbrq"], r["jfys"], r["jfjs"]) for r in records_of(client, LI_MING, "李明")] == [
+        ("110", "1", "20261102", 0, "8000.00"), ("310", "1", "20261102", 0, "8000.00"),
+    ]  # fmt: skip
+    assert records_of(client, LIU_YANG, "刘洋") == [LIU_RECORD]
+
+
+def test_declaration_changes_reactivate_change_continue_and_leave(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    ok(call(client, DECLARE, declaration(
+        "HGW-DECL-000001",
+        line(1, LIU_YANG, "刘洋", "1"),  # reactivates the terminated pension, keeping its 60 months
+        line(2, LI_MING, "李明", "1", xzlx=["110", "310"]),  # no hire date: the first day of sbny
+    )))  # fmt: skip
+    bureau.settle()
+    assert _result(client, bizNo="HGW-DECL-000001")["state"] == "SUCCESS"
+    assert records_of(client, LIU_YANG, "刘洋") == [
+        {**LIU_RECORD, "cbzt": "1", "zzrq": "", "jfjs": "8000.00"}
+    ]
+    assert {r["cbrq"] for r in records_of(client, LI_MING, "李明")} == {"20261101"}
+    ok(call(client, DECLARE, declaration(
+        "HGW-DECL-000002",
+        line(1, LIU_YANG, "刘洋", "3", jfjs="9000.00"),
+        line(2, LI_MING, "李明", "4", xzlx=["110", "310"], jfjs="1.00"),  # continue changes nothing
+        line(3, LI_MING, "李明", "1"),  # already active
+        line(4, LIU_YANG, "刘洋", "3", xzlx=["110", "310"]),  # no active medical here
+        sbny="202612",
+    )))  # fmt: skip
+    bureau.settle()
+    result = _result(client, bizNo="HGW-DECL-000002")
+    assert result["state"] == "PARTIAL"
+    assert [(m["jg"], m["failCode"]) for m in result["mx"]] == [("1", ""), ("1", ""), ("2", "61001"), ("2", "61002")]
+    assert records_of(client, LIU_YANG, "刘洋")[0]["jfjs"] == "9000.00"
+    assert {r["jfjs"] for r in records_of(client, LI_MING, "李明")} == {"8000.00"}
+    ok(call(client, DECLARE, declaration(
+        "HGW-DECL-000003",
+        line(1, LI_MING, "李明", "2", lzrq="20270110"),  # only the pension leaves
+        line(2, LIU_YANG, "刘洋", "2", xzlx=["110", "310"]),  # one listed type active is enough
+        sbny="202701",
+    )))  # fmt: skip
+    bureau.settle()
+    assert _result(client, bizNo="HGW-DECL-000003")["state"] == "SUCCESS"
+    assert [(r["xzlx"], r["cbzt"], r["zzrq"]) for r in records_of(client, LI_MING, "李明")] == [
+        ("110", "3", "20270110"), ("310", "1", ""),
+    ]  # fmt: skip
+    assert [(r["cbzt"], r["zzrq"], r["jfys"]) for r in records_of(client, LIU_YANG, "刘洋")] == [("3", "20270131", 60)]
+
+
+def test_a_declaration_with_no_accepted_line_fails(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    ok(call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LI_MING, "李明", "3"))))
+    [task] = bureau.settle()
+    assert task.state == "FAILED"
+    result = _result(client, bizNo="HGW-DECL-000001")
+    assert (result["state"], result["acceptNo"], result["failCode"]) == ("FAILED", "", "")
+    assert result["mx"] == [{"hh": 1, "jg": "2", "failCode": "61002", "failMsg": "该人员在本单位无有效参保记录"}]
+    assert records_of(client, LI_MING, "李明") == []  # an unknown person stays unknown
+
+
+def test_declaration_idempotency_and_lookups(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    first = ok(call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LI_MING, "李明", "1"))))
+    again = ok(call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LIU_YANG, "刘洋", "1"))))
+    assert first == again
+    bureau.settle()
+    assert ok(call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LIU_YANG, "刘洋", "1")))) == first
+    assert len(bureau.tasks()) == 1
+    assert records_of(client, LIU_YANG, "刘洋") == [LIU_RECORD]  # the repeat changed nothing
+    refused(call(client, RESULT, {"bizNo": "HGW-DECL-NEVER"}), "61404", 200)
+    # bizNo values are one space over every submission
+    refused(call(client, SUBMIT, submit_payload("HGW-DECL-000001")), "40005", 400)
+    refused(call(client, TRANSFER_OUT, {"bizNo": "HGW-DECL-000001", "idNo": LIU_YANG, "name": "刘洋",
+                                        "zrdq": "440100", "xzlx": ["110"]}), "40005", 400)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"sbny": "202613"},
+        {"sbny": "2026-11"},
+        {"mx": []},
+        {"mx": [line(1, LI_MING, "李明", "1"), line(1, LIU_YANG, "刘洋", "2")]},  # duplicate hh
+        {"mx": [line(1, LI_MING, "李明", "5")]},
+        {"mx": [line(0, LI_MING, "李明", "1")]},
+        {"mx": [line(1, LI_MING, "李明", "1", jfjs="8000")]},
+        {"mx": [line(1, LI_MING, "李明", "1", jfjs="0.00")]},
+        {"mx": [line(1, LI_MING, "李明", "3", jfjs=None)]},
+        {"mx": [line(1, LI_MING, "李明", "2", jfjs="8000.00")]},
+        {"mx": [line(1, LI_MING, "李明", "2", rzrq="20261101")]},
+        {"mx": [line(1, LI_MING, "李明", "1", lzrq="20261101")]},
+        {"mx": [line(1, LI_MING, "李明", "1", rzrq="20261131")]},
+        {"mx": [line(1, LI_MING, "李明", "1", xzlx=[])]},
+        {"mx": [line(1, "4301021995110803", "李明", "1")]},
+        {"mx": ["not a line"]},
+        {"dwbh": ""},
+    ],
+)
+def test_a_malformed_declaration_is_refused_whole(
+    client: httpx.Client, bureau: Sm4AsyncBureau, broken: dict[str, Any]
+) -> None:
+    payload = {**declaration("HGW-DECL-000001", line(1, LI_MING, "李明", "1")), **broken}
+    refused(call(client, DECLARE, payload), "40005", 400)
+    assert bureau.tasks() == []
+
+
+def test_faults_apply_to_the_new_services(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    bureau.faults.add(Fault(route=DECLARE, kind="error", status=500, times=1))
+    refused(call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LI_MING, "李明", "1"))), "50000", 500)
+    assert bureau.tasks() == []
+    bureau.faults.add(Fault(route=DECLARE, kind="drop_after", times=1))
+    with pytest.raises(httpx.TransportError):
+        call(client, DECLARE, declaration("HGW-DECL-000001", line(1, LI_MING, "李明", "1")))
+    # the ambiguous send landed: the lookup by bizNo finds it
+    assert _result(client, bizNo="HGW-DECL-000001")["ticket"] == "T430100-000001"
+    bureau.faults.add(Fault(route=TRANSFER_QUERY, kind="rate_limit", retry_after=3, times=1))
+    refused(call(client, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}), "42900", 429)
+    refused(call(client, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}), "61404", 200)
+
+
+def test_wang_fang_transferred_in_then_enrolled_keeps_her_months(
+    client: httpx.Client, bureau: Sm4AsyncBureau, clock: FakeClock
+) -> None:
+    ack = ok(call(client, TRANSFER_IN, wang_fang_transfer_in()))
+    assert ack == {"ticket": "T430100-000001", "bizNo": "HGW-TI-000001"}
+    assert _result(client, bizNo="HGW-TI-000001")["state"] == "PROCESSING"
+    clock.advance(0.5)
+    result = _result(client, bizNo="HGW-TI-000001")
+    assert (result["ywlx"], result["state"], result["acceptNo"]) == ("03", "SUCCESS", "430100-R-000001")
+    assert records_of(client, WANG_FANG, "王芳") == [
+        {"xzlx": "110", "cbzt": "2", "dwbh": "", "dwmc": "", "cbrq": "20230101", "zzrq": "", "jfys": 36,
+         "jfjs": "0.00", "zhjfny": ""},
+        {"xzlx": "310", "cbzt": "2", "dwbh": "", "dwmc": "", "cbrq": "20230101", "zzrq": "", "jfys": 36,
+         "jfjs": "6000.00", "zhjfny": ""},
+    ]  # fmt: skip
+    other = [{"xzlx": "110", "jfys": 99, "cbrq": "", "zyjj": "0.00"}]
+    assert ok(call(client, TRANSFER_IN, wang_fang_transfer_in(xz=other))) == ack  # the same bizNo changes nothing
+    bureau.settle()
+    assert [r["jfys"] for r in records_of(client, WANG_FANG, "王芳")] == [36, 36]
+    enrol = submit_payload("HGW-EN-000001", idNo=WANG_FANG, name="王芳", cbrq="20261102")
+    ok(call(client, SUBMIT, enrol))
+    bureau.settle()
+    assert _result(client, bizNo="HGW-EN-000001")["state"] == "SUCCESS"
+    assert records_of(client, WANG_FANG, "王芳") == [
+        {"xzlx": xzlx, "cbzt": "1", "dwbh": "91430100MA4L16JQ9D", "dwmc": "长沙示例制造有限公司",
+         "cbrq": "20230101", "zzrq": "", "jfys": 36, "jfjs": "8000.00", "zhjfny": ""}
+        for xzlx in ("110", "310")
+    ]  # fmt: skip
+    ok(call(client, SUBMIT, submit_payload("HGW-EN-000002", idNo=WANG_FANG, name="王芳", xzlx=["110"])))
+    bureau.settle()
+    assert _result(client, bizNo="HGW-EN-000002")["failCode"] == "61001"
+
+
+def test_transfer_in_merges_into_a_held_record_and_checks_the_name(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    merge = {"idNo": LIU_YANG, "name": "刘洋", "xz": [{"xzlx": "110", "jfys": 12, "cbrq": "20150101", "zyjj": "0.00"}]}
+    ok(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000001", **merge)))
+    ok(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000002", idNo=LIU_YANG, name="王芳")))
+    bureau.settle()
+    assert records_of(client, LIU_YANG, "刘洋") == [{**LIU_RECORD, "jfys": 72, "cbrq": "20150101"}]
+    failed = _result(client, bizNo="HGW-TI-000002")
+    assert (failed["state"], failed["failCode"], failed["failMsg"]) == ("FAILED", "61005", "姓名与公民身份号码不符")
+    refused(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000003", idNo=BAD_CHECK)), "61003", 200)
+    refused(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000004", zcdq="4401")), "40005", 400)
+    refused(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000005", xz=[])), "40005", 400)
+    two_pensions = [{"xzlx": "110", "jfys": 1, "cbrq": "", "zyjj": "0.00"}] * 2
+    refused(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000006", xz=two_pensions)), "40005", 400)
+    refused(call(client, TRANSFER_IN, wang_fang_transfer_in("HGW-TI-000007", xz=[{"xzlx": "110", "jfys": -1,
+                                                         "cbrq": "", "zyjj": "0.00"}])), "40005", 400)  # fmt: skip
+    assert len(bureau.tasks()) == 2
+
+
+def test_contribution_query_without_a_name(client: httpx.Client) -> None:
+    query = {"idNo": LIU_YANG, "startMonth": "202305", "endMonth": "202306"}
+    assert [m["ny"] for m in ok(call(client, CONTRIBUTION, query))["months"]] == ["202305", "202306"]
+    assert ok(call(client, CONTRIBUTION, {**query, "name": "刘洋"})) == ok(call(client, CONTRIBUTION, query))
+    refused(call(client, CONTRIBUTION, {**query, "name": "王芳"}), "61005", 200)
+    refused(call(client, CONTRIBUTION, {**query, "name": ""}), "40005", 400)
+    assert ok(call(client, CONTRIBUTION, {**query, "idNo": LI_MING})) == {"months": []}
+
+
+# -- transfer out, Hangzhou on an accelerated clock ----------------------------------
+
+
+@pytest.fixture
+def hz_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def hz_bureau(hz_clock: FakeClock) -> Iterator[Sm4AsyncBureau]:
+    with Sm4AsyncBureau("330100", clock=hz_clock, processing_delay=0, transfer_step_seconds=5.0) as server:
+        yield server
+
+
+def zhao_lei_transfer(biz_no: str = "HGW-TO-000001", **overrides: Any) -> dict[str, Any]:
+    return {"bizNo": biz_no, "idNo": ZHAO_LEI, "name": "赵磊", "zrdq": "440300", "xzlx": ["110"], **overrides}
+
+
+def test_transfer_out_moves_one_stage_per_step(hz_bureau: Sm4AsyncBureau, hz_clock: FakeClock) -> None:
+    assert hz_bureau.transfer_step_seconds == 5.0
+    hz_bureau.transfer_step_seconds = 2.0
+    today = datetime.fromtimestamp(hz_clock.now, CHINA).strftime("%Y%m%d")
+    with httpx.Client(base_url=hz_bureau.base_url, timeout=5) as http:
+        submitted = hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer()))
+        assert submitted == {"zybh": "ZC330100-000001", "bizNo": "HGW-TO-000001", "zrdq": "440300", "zyjd": "01",
+                             "sqrq": today, "gxrq": today, "bhdm": "", "bhyy": "", "xz": []}  # fmt: skip
+        hz_clock.advance(1.9)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}))["zyjd"] == "01"
+        hz_clock.advance(0.1)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"zybh": "ZC330100-000001"}))["zyjd"] == "02"
+        assert hz_ok(hz_call(http, PERSON, {"idNo": ZHAO_LEI, "name": "赵磊"}))["records"][0]["cbzt"] == "1"
+        hz_clock.advance(2.0)
+        done = hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001", "zybh": "ZC330100-000001"}))
+        day = datetime.fromtimestamp(hz_clock.now, CHINA).strftime("%Y%m%d")
+        # the fund: base 10000.00 x 8 % personal pension rate x 54 months
+        assert (done["zyjd"], done["gxrq"], done["xz"]) == (
+            "03", day, [{"xzlx": "110", "jfys": 54, "cbrq": "20220101", "zyjj": "43200.00"}]
+        )
+        [record] = hz_ok(hz_call(http, PERSON, {"idNo": ZHAO_LEI, "name": "赵磊"}))["records"]
+        assert (record["cbzt"], record["zzrq"], record["jfys"]) == ("4", day, 54)
+        # the same bizNo answers the transfer's current state and changes nothing
+        assert hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer(xzlx=["310"]))) == done
+        hz_clock.advance(60)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"})) == done
+        # a transferred-out record is not transferred again
+        hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer("HGW-TO-000002")))
+        hz_clock.advance(2.0)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000002"}))["bhdm"] == "62001"
+    assert [t.stage for t in hz_bureau.transfers()] == ["03", "09"]
+
+
+def test_transfer_out_rejections(hz_bureau: Sm4AsyncBureau, hz_clock: FakeClock) -> None:
+    with httpx.Client(base_url=hz_bureau.base_url, timeout=5) as http:
+        refused(hz_call(http, TRANSFER_OUT, zhao_lei_transfer(name="陈静")), "61005", 200,
+                sm4_key=HZ_SM4, mac_key=HZ_MAC)  # fmt: skip
+        refused(hz_call(http, TRANSFER_OUT, zhao_lei_transfer(idNo="440303199201010555")), "61003", 200,
+                sm4_key=HZ_SM4, mac_key=HZ_MAC)  # fmt: skip
+        for broken in ({"zrdq": "330100"}, {"zrdq": "44030"}, {"xzlx": []}, {"bizNo": "short"}):
+            refused(hz_call(http, TRANSFER_OUT, zhao_lei_transfer(**broken)), "40005", 400,
+                    sm4_key=HZ_SM4, mac_key=HZ_MAC)  # fmt: skip
+        assert hz_bureau.transfers() == []
+        # he holds a pension here but no medical: the review rejects the application
+        hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer(xzlx=["110", "310"])))
+        hz_clock.advance(5.0)
+        rejected = hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}))
+        assert (rejected["zyjd"], rejected["bhdm"], rejected["bhyy"], rejected["xz"]) == (
+            "09", "62001", "申请转出的险种在本地无有效或中断参保记录", []
+        )
+        hz_clock.advance(60)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"})) == rejected
+        assert hz_ok(hz_call(http, PERSON, {"idNo": ZHAO_LEI, "name": "赵磊"}))["records"][0]["cbzt"] == "1"
+        refused(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-NEVER"}), "61404", 200, sm4_key=HZ_SM4, mac_key=HZ_MAC)
+        refused(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001", "zybh": "ZC330100-000009"}), "61404", 200,
+                sm4_key=HZ_SM4, mac_key=HZ_MAC)  # fmt: skip
+        refused(hz_call(http, TRANSFER_QUERY, {}), "40005", 400, sm4_key=HZ_SM4, mac_key=HZ_MAC)
+
+
+def test_a_record_that_changes_after_review_is_not_transferred(hz_bureau: Sm4AsyncBureau, hz_clock: FakeClock) -> None:
+    unit = {"dwbh": "91330100MA2H8K5L36", "dwmc": "杭州示例网络有限公司"}
+    with httpx.Client(base_url=hz_bureau.base_url, timeout=5) as http:
+        hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer()))
+        hz_clock.advance(5.0)
+        assert hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}))["zyjd"] == "02"
+        leave = {"bizNo": "HGW-DECL-000001", **unit, "sbny": "202611", "mx": [line(1, ZHAO_LEI, "赵磊", "2")]}
+        hz_ok(hz_call(http, DECLARE, leave))
+        hz_clock.advance(0.1)  # the declaration is decided (delay 0) before the transfer's next step
+        assert hz_ok(hz_call(http, RESULT, {"bizNo": "HGW-DECL-000001"}))["state"] == "SUCCESS"
+        hz_clock.advance(5.0)
+        rejected = hz_ok(hz_call(http, TRANSFER_QUERY, {"bizNo": "HGW-TO-000001"}))
+        assert (rejected["zyjd"], rejected["bhdm"]) == ("09", "62002")
+        [record] = hz_ok(hz_call(http, PERSON, {"idNo": ZHAO_LEI, "name": "赵磊"}))["records"]
+        assert record["cbzt"] == "3"
+
+
+def test_transfers_show_masked_in_state_and_reset_clears_them(hz_bureau: Sm4AsyncBureau) -> None:
+    with httpx.Client(base_url=hz_bureau.base_url, timeout=5) as http:
+        hz_ok(hz_call(http, TRANSFER_OUT, zhao_lei_transfer()))
+        hz_ok(hz_call(http, TRANSFER_IN, wang_fang_transfer_in()))
+        state = http.get("/__mock__/state").json()
+        assert [t["zybh"] for t in state["transfers_out"]] == ["ZC330100-000001"]
+        assert state["transfers_out"][0]["idNo"] == "4403**********0554"
+        assert ZHAO_LEI not in json.dumps(state) and WANG_FANG not in json.dumps(state)
+        assert "赵磊" not in json.dumps(state, ensure_ascii=False)
+        assert http.post("/__mock__/reset").status_code == 204
+        assert hz_bureau.transfers() == [] and hz_bureau.tasks() == []
+        assert hz_ok(hz_call(http, PERSON, {"idNo": ZHAO_LEI, "name": "赵磊"}))["records"][0]["cbzt"] == "1"
+
+
+def test_transfer_step_seconds_is_checked() -> None:
+    with pytest.raises(ValueError):
+        Sm4AsyncBureau("430100", transfer_step_seconds=-1)
+    server = Sm4AsyncBureau("430100")
+    try:
+        assert server.transfer_step_seconds == 2.0
+        with pytest.raises(ValueError):
+            server.transfer_step_seconds = -0.5
+    finally:
+        server.stop()

@@ -49,8 +49,24 @@ from adapters import (
     UpstreamTimeout,
 )
 from adapters.http import UpstreamCall
+from adapters.models import (
+    CarriedInsurance,
+    DeclarationLine,
+    DeclarationLineResult,
+    DeclarationReceipt,
+    DeclarationSubmission,
+    TransferInReceipt,
+    TransferInSubmission,
+    TransferOutProgress,
+    TransferOutSubmission,
+)
+from adapters.protocols import Declarations, TransfersIn, TransfersOut
 from adapters.social_security.sm4_async import (
     CONTRIBUTION_PATH,
+    DECLARATION_PATH,
+    TRANSFER_IN_PATH,
+    TRANSFER_OUT_PATH,
+    TRANSFER_QUERY_PATH,
     PERSON_QUERY_PATH,
     SUBMIT_PATH,
     TASK_RESULT_PATH,
@@ -301,6 +317,9 @@ def test_declares_what_it_is() -> None:
         Capability.ENROLMENT,
         Capability.ENROLMENT_LOOKUP,
         Capability.CONTRIBUTION_HISTORY,
+        Capability.DECLARATION,
+        Capability.TRANSFER_OUT,
+        Capability.TRANSFER_IN,
     }
     assert Sm4AsyncBureauAdapter.required_credentials == ("appid", "sm4_key", "mac_key")
     retry = Sm4AsyncBureauAdapter.policy.retry
@@ -312,6 +331,9 @@ def test_declares_what_it_is() -> None:
 async def test_satisfies_the_bureau_protocols(adapter: Sm4AsyncBureauAdapter) -> None:
     assert isinstance(adapter, BureauAdapter)
     assert isinstance(adapter, ContributionHistory)
+    assert isinstance(adapter, Declarations)
+    assert isinstance(adapter, TransfersOut)
+    assert isinstance(adapter, TransfersIn)
     assert adapter.name == "cs-bureau"
     assert (adapter.poll_interval, adapter.poll_timeout) == (0.001, 1.0)
 
@@ -1291,3 +1313,419 @@ async def test_refusals_do_not_open_the_circuit(bureau: respx.MockRouter, make_a
             await adapter.search_participation(LIU_YANG, context=CallContext())
     assert route.call_count == 4
     assert adapter.health().circuit == "closed"
+
+
+# -- participation: transferred out ---------------------------------------------------------------------
+
+
+async def test_a_transferred_out_record_is_transferred(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(PERSON_QUERY_PATH).mock(return_value=answer({"records": [record(cbzt="4", zzrq="20261121", jfys=54)]}))
+    [found] = await adapter.search_participation(LIU_YANG, context=CallContext())
+    assert (found.status, found.end_date, found.paid_months) == ("transferred", dt.date(2026, 11, 21), 54)
+
+
+# -- contribution history without a name ---------------------------------------------------------------
+
+
+async def test_contribution_history_with_and_without_a_name(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    route = bureau.post(CONTRIBUTION_PATH).mock(return_value=answer({"months": [month()]}))
+    unnamed = Person(id_number=LIU_YANG.id_number, name="")
+    [found] = await adapter.contribution_history(unnamed, "2024-08", "2024-08", context=CallContext())
+    assert found.period == "2024-08"
+    await adapter.contribution_history(LIU_YANG, "2024-08", "2024-08", context=CallContext())
+    first, second = (received(c.request).payload for c in route.calls)
+    assert first == {"idNo": LIU_YANG.id_number, "startMonth": "202408", "endMonth": "202408"}
+    assert second == {**first, "name": "刘洋"}
+
+
+# -- declarations ----------------------------------------------------------------------------------------
+
+DECL_NO = "HGW-DECL-0123456789"
+DECL_TICKET = "T430100-000005"
+
+
+def declaration(**overrides: Any) -> DeclarationSubmission:
+    values: dict[str, Any] = {
+        "reference": DECL_NO,
+        "region": REGION,
+        "employer": Employer(uscc=USCC, name=UNIT_NAME),
+        "period": "2026-11",
+        "lines": (
+            DeclarationLine(line=1, person=LI_MING, change="new", insurance_types=("pension", "medical"),
+                            contribution_base=Decimal("8000"), hire_date=dt.date(2026, 11, 2)),
+            DeclarationLine(line=2, person=LIU_YANG, change="leave", insurance_types=("pension",),
+                            contribution_base=None, leave_date=dt.date(2026, 11, 15)),
+            DeclarationLine(line=3, person=LIU_YANG, change="change", insurance_types=("pension",),
+                            contribution_base=Decimal("9000.5")),
+            DeclarationLine(line=4, person=LI_MING, change="continue", insurance_types=("medical",),
+                            contribution_base=Decimal("8000.00"), hire_date=dt.date(2026, 1, 1)),
+        ),
+    }  # fmt: skip
+    values.update(overrides)
+    return DeclarationSubmission(**values)
+
+
+def declaration_task(state: str, *lines: tuple[int, str, str], ticket: str = DECL_TICKET, biz_no: str = DECL_NO,
+                     accept_no: str = "430100-R-000009", accept_date: str = "20261121",
+                     ywlx: str = "02") -> httpx.Response:  # fmt: skip
+    return answer({
+        "ticket": ticket, "bizNo": biz_no, "ywlx": ywlx, "state": state,
+        "acceptNo": accept_no if state in ("SUCCESS", "PARTIAL") else "",
+        "acceptDate": accept_date if state != "PROCESSING" else "", "failCode": "", "failMsg": "",
+        "mx": [{"hh": hh, "jg": jg, "failCode": code, "failMsg": "拒绝" if code else ""} for hh, jg, code in lines],
+    })  # fmt: skip
+
+
+async def test_declaration_request_carries_the_protocol_payload(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    submit = bureau.post(DECLARATION_PATH).mock(return_value=ticket_answer(DECL_TICKET, DECL_NO))
+    bureau.post(TASK_RESULT_PATH).mock(return_value=declaration_task("SUCCESS", (1, "1", ""), (2, "1", ""), (3, "1", ""), (4, "1", "")))
+    await adapter.submit_declaration(declaration(), context=CallContext())
+    assert received(submit.calls.last.request).payload == {
+        "bizNo": DECL_NO, "dwbh": USCC, "dwmc": UNIT_NAME, "sbny": "202611",
+        "mx": [
+            {"hh": 1, "idNo": LI_MING.id_number, "name": "李明", "bdlx": "1", "xzlx": ["110", "310"],
+             "jfjs": "8000.00", "rzrq": "20261102"},
+            {"hh": 2, "idNo": LIU_YANG.id_number, "name": "刘洋", "bdlx": "2", "xzlx": ["110"], "lzrq": "20261115"},
+            {"hh": 3, "idNo": LIU_YANG.id_number, "name": "刘洋", "bdlx": "3", "xzlx": ["110"], "jfjs": "9000.50"},
+            {"hh": 4, "idNo": LI_MING.id_number, "name": "李明", "bdlx": "4", "xzlx": ["310"], "jfjs": "8000.00"},
+        ],
+    }  # fmt: skip
+
+
+async def test_declaration_polls_until_decided_line_by_line(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(DECLARATION_PATH).mock(return_value=ticket_answer(DECL_TICKET, DECL_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(side_effect=[
+        declaration_task("PROCESSING"),
+        declaration_task("PARTIAL", (1, "1", ""), (2, "2", "61002"), (3, "1", ""), (4, "2", "61005")),
+    ])  # fmt: skip
+    receipt = await adapter.submit_declaration(declaration(), context=CallContext())
+    assert receipt == DeclarationReceipt(
+        reference=DECL_NO,
+        bureau_reference="430100-R-000009",
+        status="partially_accepted",
+        lines=(
+            DeclarationLineResult(line=1, status="accepted"),
+            DeclarationLineResult(line=2, status="rejected", upstream_code="61002", upstream_message="拒绝"),
+            DeclarationLineResult(line=3, status="accepted"),
+            DeclarationLineResult(line=4, status="rejected", upstream_code="61005", upstream_message="拒绝"),
+        ),
+        decided_on=dt.date(2026, 11, 21),
+    )
+    assert [received(c.request).payload for c in results.calls] == [{"ticket": DECL_TICKET}] * 2
+
+
+@pytest.mark.parametrize(
+    ("state", "lines", "status", "bureau_reference"),
+    [
+        ("SUCCESS", [(1, "1", "")], "accepted", "430100-R-000009"),
+        ("FAILED", [(1, "2", "61001"), (2, "2", "61002")], "rejected", DECL_TICKET),
+    ],
+)
+async def test_declaration_all_or_nothing(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter, state: str, lines: list[Any], status: str,
+    bureau_reference: str,
+) -> None:  # fmt: skip
+    bureau.post(DECLARATION_PATH).mock(return_value=ticket_answer(DECL_TICKET, DECL_NO))
+    bureau.post(TASK_RESULT_PATH).mock(return_value=declaration_task(state, *lines))
+    receipt = await adapter.submit_declaration(declaration(), context=CallContext())
+    assert (receipt.status, receipt.bureau_reference) == (status, bureau_reference)
+    assert [line.status for line in receipt.lines] == ["accepted" if jg == "1" else "rejected" for _, jg, _ in lines]
+
+
+async def test_declaration_pending_then_found_decided(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(config=config(options={"poll_interval": 0.001, "poll_timeout": 0}))
+    bureau.post(DECLARATION_PATH).mock(return_value=ticket_answer(DECL_TICKET, DECL_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=declaration_task("PROCESSING"))
+    pending = await adapter.submit_declaration(declaration(), context=CallContext())
+    assert pending == DeclarationReceipt(reference=DECL_NO, bureau_reference=DECL_TICKET, status="pending")
+    assert results.call_count == 0
+    assert await adapter.find_declaration(DECL_NO, context=CallContext()) == pending
+    results.mock(return_value=declaration_task("SUCCESS", (1, "1", "")))
+    decided = await adapter.find_declaration(DECL_NO, context=CallContext())
+    assert decided is not None and (decided.status, decided.decided_on) == ("accepted", dt.date(2026, 11, 21))
+    assert received(results.calls.last.request).payload == {"bizNo": DECL_NO}
+
+
+async def test_find_declaration_that_never_landed_is_none(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TASK_RESULT_PATH).mock(return_value=not_found())
+    assert await adapter.find_declaration(DECL_NO, context=CallContext()) is None
+
+
+async def test_ambiguous_declaration_that_landed_is_not_sent_again(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    submit = bureau.post(DECLARATION_PATH).mock(side_effect=[httpx.ReadTimeout("lost"), ticket_answer(DECL_TICKET, DECL_NO)])
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=declaration_task("SUCCESS", (1, "1", "")))
+    receipt = await adapter.submit_declaration(declaration(), context=CallContext())
+    assert receipt.status == "accepted"
+    assert submit.call_count == 1
+    assert [received(c.request).payload for c in results.calls] == [{"bizNo": DECL_NO}]
+
+
+async def test_ambiguous_declaration_that_did_not_land_is_sent_again_with_the_same_reference(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    submit = bureau.post(DECLARATION_PATH).mock(side_effect=[refuse("50000", "系统异常"), ticket_answer(DECL_TICKET, DECL_NO)])
+    bureau.post(TASK_RESULT_PATH).mock(side_effect=[not_found(), declaration_task("SUCCESS", (1, "1", ""))])
+    receipt = await adapter.submit_declaration(declaration(), context=CallContext())
+    assert receipt.status == "accepted"
+    first, second = (received(c.request).payload for c in submit.calls)
+    assert first == second and first["bizNo"] == DECL_NO
+
+
+async def test_a_malformed_declaration_is_refused_whole(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(DECLARATION_PATH).mock(return_value=refuse("40005", "请求参数缺失或格式错误: hh must be unique"))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=not_found())
+    with pytest.raises(BusinessRejection) as info:
+        await adapter.submit_declaration(declaration(), context=CallContext())
+    assert info.value.upstream_code == "40005"
+    assert (submit.call_count, results.call_count) == (1, 0)
+
+
+async def test_declaration_inputs_are_checked_before_sending(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(DECLARATION_PATH).mock(return_value=ticket_answer(DECL_TICKET, DECL_NO))
+    with pytest.raises(ValueError):
+        await adapter.submit_declaration(declaration(period="202611"), context=CallContext())
+    no_base = DeclarationLine(line=1, person=LI_MING, change="new", insurance_types=("pension",), contribution_base=None)
+    with pytest.raises(ValueError):
+        await adapter.submit_declaration(declaration(lines=(no_base,)), context=CallContext())
+    assert submit.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "answer_",
+    [
+        declaration_task("SUCCESS", (1, "2", "61002")),  # says success, a line says no
+        declaration_task("FAILED", (1, "1", "")),
+        declaration_task("PARTIAL", (1, "3", "")),
+        declaration_task("PARTIAL", (1, "2", "")),  # rejected without a code
+        declaration_task("SUCCESS"),  # no lines
+        declaration_task("SUCCESS", (1, "1", ""), ywlx="01"),  # an enrolment, not a declaration
+        declaration_task("SUCCESS", (1, "1", ""), accept_no=""),
+    ],
+)
+async def test_unreadable_declaration_results_are_protocol_errors(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter, answer_: httpx.Response
+) -> None:
+    bureau.post(TASK_RESULT_PATH).mock(return_value=answer_)
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_declaration(DECL_NO, context=CallContext())
+
+
+async def test_an_enrolment_lookup_refuses_another_kind_of_task(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TASK_RESULT_PATH).mock(return_value=declaration_task("SUCCESS", (1, "1", ""), biz_no=BIZ_NO))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_enrolment(BIZ_NO, context=CallContext())
+
+
+# -- transfers in -----------------------------------------------------------------------------------------
+
+TI_NO = "HGW-TI-0123456789"
+TI_TICKET = "T430100-000006"
+WANG_FANG = Person(id_number="440104199003120213", name="王芳")
+
+
+def transfer_in(**overrides: Any) -> TransferInSubmission:
+    values: dict[str, Any] = {
+        "reference": TI_NO,
+        "region": REGION,
+        "from_region": "440100",
+        "source_reference": "GZ-TO-000123",
+        "person": WANG_FANG,
+        "carried": (
+            CarriedInsurance(insurance_type="pension", paid_months=36, start_date=dt.date(2023, 1, 1),
+                             fund_amount=Decimal("17280")),
+            CarriedInsurance(insurance_type="medical", paid_months=36, start_date=None, fund_amount=Decimal("4320.5")),
+        ),
+    }  # fmt: skip
+    values.update(overrides)
+    return TransferInSubmission(**values)
+
+
+def transfer_in_task(state: str, **fields: str) -> httpx.Response:
+    return answer({
+        "ticket": TI_TICKET, "bizNo": TI_NO, "ywlx": "03", "state": state,
+        "acceptNo": "430100-R-000011" if state == "SUCCESS" else "", "acceptDate": "20261121" if state == "SUCCESS" else "",
+        "failCode": "", "failMsg": "", **fields,
+    })  # fmt: skip
+
+
+async def test_transfer_in_request_and_acceptance(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_IN_PATH).mock(return_value=ticket_answer(TI_TICKET, TI_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(side_effect=[transfer_in_task("PROCESSING"), transfer_in_task("SUCCESS")])
+    receipt = await adapter.submit_transfer_in(transfer_in(), context=CallContext())
+    assert receipt == TransferInReceipt(reference=TI_NO, bureau_reference="430100-R-000011", status="accepted")
+    assert received(submit.calls.last.request).payload == {
+        "bizNo": TI_NO, "idNo": WANG_FANG.id_number, "name": "王芳", "zcdq": "440100", "zcbh": "GZ-TO-000123",
+        "xz": [{"xzlx": "110", "jfys": 36, "cbrq": "20230101", "zyjj": "17280.00"},
+               {"xzlx": "310", "jfys": 36, "cbrq": "", "zyjj": "4320.50"}],
+    }  # fmt: skip
+    assert results.call_count == 2
+
+
+async def test_transfer_in_rejected_with_the_bureaus_reason(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TRANSFER_IN_PATH).mock(return_value=ticket_answer(TI_TICKET, TI_NO))
+    bureau.post(TASK_RESULT_PATH).mock(return_value=transfer_in_task("FAILED", failCode="61005", failMsg="姓名与公民身份号码不符"))
+    receipt = await adapter.submit_transfer_in(transfer_in(), context=CallContext())
+    assert receipt == TransferInReceipt(
+        reference=TI_NO, bureau_reference=TI_TICKET, status="rejected",
+        reason_code="61005", reason_message="姓名与公民身份号码不符",
+    )  # fmt: skip
+
+
+async def test_transfer_in_pending_then_found(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(config=config(options={"poll_interval": 0.001, "poll_timeout": 0}))
+    bureau.post(TRANSFER_IN_PATH).mock(return_value=ticket_answer(TI_TICKET, TI_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=transfer_in_task("SUCCESS"))
+    pending = await adapter.submit_transfer_in(transfer_in(), context=CallContext())
+    assert pending == TransferInReceipt(reference=TI_NO, bureau_reference=TI_TICKET, status="pending")
+    found = await adapter.find_transfer_in(TI_NO, context=CallContext())
+    assert found is not None and found.status == "accepted"
+    assert received(results.calls.last.request).payload == {"bizNo": TI_NO}
+    results.mock(return_value=not_found())
+    assert await adapter.find_transfer_in("HGW-TI-NEVER-SENT", context=CallContext()) is None
+
+
+async def test_ambiguous_transfer_in_is_looked_up_before_resending(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_IN_PATH).mock(side_effect=httpx.ReadTimeout("lost"))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=transfer_in_task("SUCCESS"))
+    receipt = await adapter.submit_transfer_in(transfer_in(), context=CallContext())
+    assert receipt.status == "accepted"
+    assert submit.call_count == 1
+    assert [received(c.request).payload for c in results.calls] == [{"bizNo": TI_NO}]
+
+
+# -- transfers out ----------------------------------------------------------------------------------------
+
+TO_NO = "HGW-TO-0123456789"
+ZHAO_LEI = Person(id_number="440303199201010554", name="赵磊")
+
+
+def transfer_out(**overrides: Any) -> TransferOutSubmission:
+    values: dict[str, Any] = {
+        "reference": TO_NO, "region": REGION, "to_region": "440300", "person": ZHAO_LEI,
+        "insurance_types": ("pension",),
+    }  # fmt: skip
+    values.update(overrides)
+    return TransferOutSubmission(**values)
+
+
+def transfer_state(stage: str, *, biz_no: str = TO_NO, **fields: Any) -> httpx.Response:
+    return answer({
+        "zybh": "ZC430100-000001", "bizNo": biz_no, "zrdq": "440300", "zyjd": stage, "sqrq": "20261120",
+        "gxrq": "20261121", "bhdm": "", "bhyy": "", "xz": [], **fields,
+    })  # fmt: skip
+
+
+async def test_transfer_out_request_and_submitted_stage(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_OUT_PATH).mock(return_value=transfer_state("01", gxrq="20261120"))
+    progress = await adapter.submit_transfer_out(transfer_out(insurance_types=("pension", "medical")), context=CallContext())
+    assert progress == TransferOutProgress(
+        reference=TO_NO, bureau_reference="ZC430100-000001", stage="submitted", updated_on=dt.date(2026, 11, 20)
+    )
+    assert received(submit.calls.last.request).payload == {
+        "bizNo": TO_NO, "idNo": ZHAO_LEI.id_number, "name": "赵磊", "zrdq": "440300", "xzlx": ["110", "310"],
+    }  # fmt: skip
+
+
+async def test_transfer_out_stages_and_what_moved(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    carried = [{"xzlx": "110", "jfys": 54, "cbrq": "20220101", "zyjj": "43200.00"},
+               {"xzlx": "999", "jfys": 3, "cbrq": "", "zyjj": "1.00"}]  # fmt: skip
+    query = bureau.post(TRANSFER_QUERY_PATH).mock(side_effect=[transfer_state("02"), transfer_state("03", xz=carried)])
+    reviewed = await adapter.transfer_out_status(TO_NO, context=CallContext())
+    assert reviewed is not None and (reviewed.stage, reviewed.carried) == ("source_reviewed", ())
+    moved = await adapter.transfer_out_status(TO_NO, context=CallContext())
+    assert moved is not None and moved.stage == "funds_transferred"
+    assert moved.carried == (
+        CarriedInsurance(insurance_type="pension", paid_months=54, start_date=dt.date(2022, 1, 1),
+                         fund_amount=Decimal("43200.00")),
+    )  # fmt: skip
+    assert [received(c.request).payload for c in query.calls] == [{"bizNo": TO_NO}] * 2
+
+
+async def test_transfer_out_rejected_with_reason(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TRANSFER_QUERY_PATH).mock(
+        return_value=transfer_state("09", bhdm="62001", bhyy="申请转出的险种在本地无有效或中断参保记录")
+    )
+    progress = await adapter.transfer_out_status(TO_NO, context=CallContext())
+    assert progress is not None
+    assert (progress.stage, progress.reason_code, progress.reason_message) == (
+        "rejected", "62001", "申请转出的险种在本地无有效或中断参保记录"
+    )
+
+
+async def test_transfer_out_name_mismatch_is_refused_at_once(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TRANSFER_OUT_PATH).mock(return_value=refuse("61005", "姓名与公民身份号码不符"))
+    query = bureau.post(TRANSFER_QUERY_PATH).mock(return_value=not_found())
+    with pytest.raises(BusinessRejection) as info:
+        await adapter.submit_transfer_out(transfer_out(), context=CallContext())
+    assert (info.value.upstream_code, info.value.field) == ("61005", "name")
+    assert query.call_count == 0
+
+
+async def test_transfer_out_status_of_an_unknown_reference_is_none(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    bureau.post(TRANSFER_QUERY_PATH).mock(return_value=not_found())
+    assert await adapter.transfer_out_status("HGW-TO-NEVER-SENT", context=CallContext()) is None
+
+
+async def test_ambiguous_transfer_out_is_looked_up_before_resending(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_OUT_PATH).mock(side_effect=[httpx.ReadTimeout("lost"), transfer_state("01")])
+    query = bureau.post(TRANSFER_QUERY_PATH).mock(side_effect=[transfer_state("01")])
+    progress = await adapter.submit_transfer_out(transfer_out(), context=CallContext())
+    assert progress.stage == "submitted"
+    assert (submit.call_count, query.call_count) == (1, 1)
+
+
+async def test_transfer_out_lost_and_absent_is_sent_again(bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter) -> None:
+    submit = bureau.post(TRANSFER_OUT_PATH).mock(side_effect=[refuse("50000", "系统异常"), transfer_state("01")])
+    bureau.post(TRANSFER_QUERY_PATH).mock(return_value=not_found())
+    progress = await adapter.submit_transfer_out(transfer_out(), context=CallContext())
+    assert progress.bureau_reference == "ZC430100-000001"
+    assert submit.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        transfer_state("05"),
+        transfer_state("09"),  # rejected without a reason code
+        transfer_state("03", xz=[{"xzlx": "110", "jfys": 1, "cbrq": "", "zyjj": ""}]),
+        transfer_state("02", biz_no="HGW-TO-SOMEONE-ELSE"),
+    ],
+)
+async def test_unreadable_transfer_states_are_protocol_errors(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter, broken: httpx.Response
+) -> None:
+    bureau.post(TRANSFER_QUERY_PATH).mock(return_value=broken)
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.transfer_out_status(TO_NO, context=CallContext())
+
+
+async def test_observer_sees_the_new_operations(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    seen: list[UpstreamCall] = []
+    adapter = make_adapter(observer=seen.append)
+    bureau.post(DECLARATION_PATH).mock(side_effect=[httpx.ReadTimeout("lost"), ticket_answer(DECL_TICKET, DECL_NO)])
+    bureau.post(TRANSFER_IN_PATH).mock(return_value=ticket_answer(TI_TICKET, TI_NO))
+    bureau.post(TRANSFER_OUT_PATH).mock(return_value=transfer_state("01"))
+    bureau.post(TRANSFER_QUERY_PATH).mock(return_value=transfer_state("02"))
+    bureau.post(TASK_RESULT_PATH).mock(side_effect=[
+        not_found(), declaration_task("SUCCESS", (1, "1", "")), transfer_in_task("SUCCESS"), transfer_in_task("SUCCESS"),
+    ])  # fmt: skip
+    await adapter.submit_declaration(declaration(), context=CallContext())
+    await adapter.submit_transfer_in(transfer_in(), context=CallContext())
+    await adapter.find_transfer_in(TI_NO, context=CallContext())
+    await adapter.submit_transfer_out(transfer_out(), context=CallContext())
+    await adapter.transfer_out_status(TO_NO, context=CallContext())
+    assert [(c.operation, c.outcome) for c in seen] == [
+        ("declaration.submit", "AmbiguousOutcome"),
+        ("declaration.lookup", "UpstreamNotFound"),
+        ("declaration.submit", "ok"),
+        ("declaration.lookup", "ok"),
+        ("transfer_in.submit", "ok"),
+        ("transfer_in.lookup", "ok"),
+        ("transfer_in.lookup", "ok"),
+        ("transfer_out.submit", "ok"),
+        ("transfer_out.status", "ok"),
+    ]
