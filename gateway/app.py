@@ -17,6 +17,7 @@ from .api.middleware import RequestContextMiddleware
 from .api.policy import PolicyController
 from .api.social_security import SocialSecurityController
 from .api.system import AdaptersController, AuditController, HealthController
+from .api.webhooks import WebhooksController
 from .auth.middleware import AuthenticationMiddleware
 from .config import Settings, UpstreamSettings
 from .encryption.middleware import JweMiddleware
@@ -58,7 +59,8 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            HealthController, SocialSecurityController, PolicyController, AdaptersController, AuditController
+            HealthController, SocialSecurityController, PolicyController, AdaptersController, AuditController,
+            WebhooksController,
         ],
         lifespan=[lifespan],
         dependencies=dependencies,

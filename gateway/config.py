@@ -51,6 +51,15 @@ class Settings:
     audit_flush_seconds: float = 0.2
     log_level: str = "INFO"
     mode: Literal["sandbox", "live"] = "live"
+    #: Seconds before each retry of a failed webhook delivery; the last repeats.
+    webhook_retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0, 21600.0)
+    webhook_max_attempts: int = 12
+    webhook_retry_jitter: float = 0.2
+    webhook_timeout_seconds: float = 10.0
+    webhook_concurrency: int = 8
+    webhook_poll_seconds: float = 1.0
+    #: Let live endpoints point at loopback/private/link-local addresses (on-premises receivers).
+    webhook_allow_private_urls: bool = False
 
 
 def _env_name(*parts: str) -> str:
@@ -95,6 +104,7 @@ def load_settings(path: str | Path) -> Settings:
     if len(names) != len(set(names)):
         raise ConfigError(f"{path}: upstream names must be unique")
     security = raw.get("security", {})
+    webhooks = raw.get("webhooks", {})
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -111,6 +121,15 @@ def load_settings(path: str | Path) -> Settings:
         api_key_cache_seconds=float(security.get("api_key_cache_seconds", 2.0)),
         log_level=str(gateway.get("log_level", "INFO")),
         mode="live",
+        webhook_retry_schedule=tuple(
+            float(d) for d in webhooks.get("retry_schedule_seconds", (5, 30, 120, 600, 3600, 21600))
+        ),
+        webhook_max_attempts=int(webhooks.get("max_attempts", 12)),
+        webhook_retry_jitter=float(webhooks.get("retry_jitter", 0.2)),
+        webhook_timeout_seconds=float(webhooks.get("timeout_seconds", 10.0)),
+        webhook_concurrency=int(webhooks.get("concurrency", 8)),
+        webhook_poll_seconds=float(webhooks.get("poll_seconds", 1.0)),
+        webhook_allow_private_urls=bool(webhooks.get("allow_private_urls", False)),
     )
 
 

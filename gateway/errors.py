@@ -71,6 +71,12 @@ CATALOGUE: dict[str, ProblemType] = {
     "invalid_policy": ProblemType(422, "The policy version's figures or dates are not valid"),
     "policy_overlap": ProblemType(422, "The policy version does not start after the region's latest version"),
     "policy_conflict": ProblemType(409, "Policy versions of this region are being added concurrently"),
+    # webhooks
+    "invalid_webhook_url": ProblemType(422, "The webhook URL is not an absolute http(s) URL the gateway can use"),
+    "webhook_url_not_allowed": ProblemType(422, "The webhook URL is not allowed in this environment"),
+    "unknown_event_type": ProblemType(422, "An event type or pattern is not in the catalogue"),
+    "no_event_types": ProblemType(422, "A webhook endpoint must subscribe to at least one event type"),
+    "too_many_webhook_endpoints": ProblemType(422, "The client has as many webhook endpoints as allowed"),
     # outcomes of work
     "transfer_required": ProblemType(409, "The person is actively insured in another region", refusal=False),
     "participation_check_incomplete": ProblemType(

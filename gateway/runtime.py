@@ -25,6 +25,7 @@ from .idempotency import IdempotencyStore
 from .registry import Upstreams, build_upstream_set
 from .sandbox import SandboxMocks
 from .store import create_engine, upgrade
+from .webhooks import Dispatcher, RetrySchedule, WebhookService
 
 __all__ = ["Gateway"]
 
@@ -46,6 +47,8 @@ class Gateway:
     upstreams: Upstreams = field(init=False)
     jwe_gateway_key: RSAKey = field(init=False)
     mocks: SandboxMocks | None = field(init=False, default=None)
+    webhooks: WebhookService = field(init=False)
+    webhook_dispatcher: Dispatcher = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
@@ -89,6 +92,21 @@ class Gateway:
                 sandbox = self.mocks.upstreams
             self.upstreams.sandbox = build_upstream_set("sandbox", sandbox, observer_for)
         self._tasks.append(asyncio.create_task(self._purge_idempotency(), name="idempotency-purge"))
+        self.webhook_dispatcher = Dispatcher(
+            self.engine,
+            self.cipher,
+            schedule=RetrySchedule.of(s.webhook_retry_schedule, s.webhook_max_attempts, s.webhook_retry_jitter),
+            concurrency=s.webhook_concurrency,
+            poll_seconds=s.webhook_poll_seconds,
+            timeout=s.webhook_timeout_seconds,
+            allow_private_urls=s.webhook_allow_private_urls,
+        )
+        self.webhooks = WebhookService(
+            self.engine, self.cipher, allow_private_urls=s.webhook_allow_private_urls,
+            notify=self.webhook_dispatcher.notify,
+        )
+        # Ends at shutdown after the deliveries under way are recorded (never mid-write).
+        self._tasks.append(asyncio.create_task(self.webhook_dispatcher.run(self._stopping), name="webhook-dispatcher"))
 
     async def stop(self, *, clean: bool = True) -> None:
         """Stop what was started, each step even if an earlier one failed."""

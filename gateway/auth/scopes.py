@@ -12,6 +12,7 @@ SCOPES: tuple[str, ...] = (
     "erp:read",
     "erp:write",
     "sandbox:migrate",
+    "webhooks:manage",
     "admin",
 )
 
