@@ -11,6 +11,7 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from . import __version__
+from .api.contribution_status import ContributionStatusController
 from .api.dependencies import dependencies
 from .api.exceptions import exception_handlers
 from .api.middleware import RequestContextMiddleware
@@ -59,8 +60,8 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            HealthController, SocialSecurityController, PolicyController, AdaptersController, AuditController,
-            WebhooksController,
+            HealthController, SocialSecurityController, ContributionStatusController, PolicyController,
+            AdaptersController, AuditController, WebhooksController,
         ],
         lifespan=[lifespan],
         dependencies=dependencies,
