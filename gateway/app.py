@@ -16,6 +16,7 @@ from .api.dependencies import dependencies
 from .api.exceptions import exception_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.policy import PolicyController
+from .api.slow_work import DeclarationsController, TerminationsController, TransfersController
 from .api.social_security import SocialSecurityController
 from .api.system import AdaptersController, AuditController, HealthController
 from .api.webhooks import WebhooksController
@@ -60,7 +61,8 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            HealthController, SocialSecurityController, ContributionStatusController, PolicyController,
+            HealthController, SocialSecurityController, DeclarationsController, TransfersController,
+            TerminationsController, ContributionStatusController, PolicyController,
             AdaptersController, AuditController, WebhooksController,
         ],
         lifespan=[lifespan],

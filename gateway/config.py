@@ -49,6 +49,10 @@ class Settings:
     max_body_bytes: int = 1_048_576
     api_key_cache_seconds: float = 2.0
     audit_flush_seconds: float = 0.2
+    #: How often slow work (declarations, transfers, terminations) is checked with the
+    #: bureaus, and how often the poller looks for due work other replicas created.
+    upstream_poll_seconds: float = 5.0
+    worker_interval_seconds: float = 1.0
     log_level: str = "INFO"
     mode: Literal["sandbox", "live"] = "live"
     #: Seconds before each retry of a failed webhook delivery; the last repeats.
@@ -118,6 +122,8 @@ def load_settings(path: str | Path) -> Settings:
         max_body_bytes=int(gateway.get("max_body_bytes", 1_048_576)),
         idempotency_lease_seconds=float(gateway.get("idempotency_lease_seconds", 60.0)),
         audit_flush_seconds=float(gateway.get("audit_flush_seconds", 0.2)),
+        upstream_poll_seconds=float(gateway.get("upstream_poll_seconds", 5.0)),
+        worker_interval_seconds=float(gateway.get("worker_interval_seconds", 1.0)),
         api_key_cache_seconds=float(security.get("api_key_cache_seconds", 2.0)),
         log_level=str(gateway.get("log_level", "INFO")),
         mode="live",
@@ -143,6 +149,8 @@ def sandbox_settings(data_dir: str | Path = ".hr-gateway", **overrides: Any) -> 
         keyring_file=data_dir / "keyring.json",
         sandbox=True,
         mode="sandbox",
+        # The sandbox bureaus run on an accelerated clock: follow them closely.
+        upstream_poll_seconds=1.0,
     )
     values.update(overrides)
     return Settings(**values)

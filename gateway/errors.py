@@ -71,6 +71,10 @@ CATALOGUE: dict[str, ProblemType] = {
     "invalid_policy": ProblemType(422, "The policy version's figures or dates are not valid"),
     "policy_overlap": ProblemType(422, "The policy version does not start after the region's latest version"),
     "policy_conflict": ProblemType(409, "Policy versions of this region are being added concurrently"),
+    "declaration_invalid": ProblemType(422, "Lines of the declaration are invalid; see lines"),
+    "same_region": ProblemType(422, "A transfer needs two different regions"),
+    "transfer_in_progress": ProblemType(409, "A transfer of this person out of this region is already in progress"),
+    "not_acceptable": ProblemType(406, "The resource is not available in a requested media type"),
     # webhooks
     "invalid_webhook_url": ProblemType(422, "The webhook URL is not an absolute http(s) URL the gateway can use"),
     "webhook_url_not_allowed": ProblemType(422, "The webhook URL is not allowed in this environment"),

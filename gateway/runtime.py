@@ -24,7 +24,9 @@ from .encryption import FieldCipher, Keyring
 from .idempotency import IdempotencyStore
 from .registry import Upstreams, build_upstream_set
 from .sandbox import SandboxMocks
-from .store import create_engine, upgrade
+from .services import DeclarationService, TerminationService, TransferService
+from .store import create_engine, declarations, terminations, transfers, upgrade
+from .workers import Job, Poller
 from .webhooks import Dispatcher, RetrySchedule, WebhookService
 
 __all__ = ["Gateway"]
@@ -48,6 +50,10 @@ class Gateway:
     jwe_gateway_key: RSAKey = field(init=False)
     mocks: SandboxMocks | None = field(init=False, default=None)
     webhooks: WebhookService = field(init=False)
+    declarations: DeclarationService = field(init=False)
+    terminations: TerminationService = field(init=False)
+    transfers: TransferService = field(init=False)
+    poller: Poller = field(init=False)
     webhook_dispatcher: Dispatcher = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _stopping: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -108,11 +114,30 @@ class Gateway:
         # Ends at shutdown after the deliveries under way are recorded (never mid-write).
         self._tasks.append(asyncio.create_task(self.webhook_dispatcher.run(self._stopping), name="webhook-dispatcher"))
 
+        # Slow work with the bureaus: created by requests, then advanced by the poller.
+        slow_work = dict(events=self.webhooks, upstreams_for=self.upstreams.get, poll_seconds=s.upstream_poll_seconds)
+        self.declarations = DeclarationService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
+        self.terminations = TerminationService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
+        self.transfers = TransferService(
+            self.engine, self.cipher, search_deadline=s.search_deadline, **slow_work  # type: ignore[arg-type]
+        )
+        self.poller = Poller(
+            self.engine,
+            [
+                Job("declaration", declarations, self.declarations.advance),
+                Job("termination", terminations, self.terminations.advance),
+                Job("transfer", transfers, self.transfers.advance),
+            ],
+            interval=s.worker_interval_seconds,
+        )
+        self.poller.start()
+
     async def stop(self, *, clean: bool = True) -> None:
         """Stop what was started, each step even if an earlier one failed."""
         # Background loops end at their next wait; none is cancelled mid-write.
         self._stopping.set()
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("poller", lambda: self.poller.stop()),
             ("background tasks", lambda: asyncio.gather(*self._tasks)),
             ("audit log", lambda: self.audit.stop()),
             ("upstream clients", lambda: self.upstreams.aclose()),
@@ -121,7 +146,7 @@ class Gateway:
         ]
         failed = []
         for name, step in steps:
-            needed = {"audit log": "audit", "upstream clients": "upstreams", "database": "engine"}.get(name)
+            needed = {"poller": "poller", "audit log": "audit", "upstream clients": "upstreams", "database": "engine"}.get(name)
             if needed is not None and not hasattr(self, needed):
                 continue  # never started
             try:

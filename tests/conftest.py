@@ -11,9 +11,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -250,3 +250,15 @@ def sandbox_server(tmp_path):
             proc.kill()
         proc.wait(10)
         log_file.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A webhook receiver on loopback (``tests.receivers.Receiver``)."""
+    from tests.receivers import Receiver
+
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -8,11 +8,11 @@ with the resource; the gateway then keeps ``status`` (and a transfer's
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import HeaderParameter
-from typing import Annotated
 
 from ..documents import build_transfer_application, render_pdf
 from ..errors import ProblemError

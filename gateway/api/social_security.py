@@ -107,4 +107,6 @@ class SocialSecurityController(Controller):
 
 
 def _enrolments(gateway: Gateway) -> EnrolmentService:
-    return EnrolmentService(gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline)
+    return EnrolmentService(
+        gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline, events=gateway.webhooks
+    )

@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from ..config import Settings
-from ..store import clients, create_engine, enrolments, idempotency_records, upgrade
+from ..store import (
+    clients,
+    create_engine,
+    declaration_lines,
+    enrolments,
+    idempotency_records,
+    terminations,
+    transfers,
+    upgrade,
+    webhook_endpoints,
+)
 from .keyring import Keyring
 from .pii import KEYRING_REFRESH_SECONDS, FieldCipher
 
@@ -25,6 +35,13 @@ ENCRYPTED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (idempotency_records, "response_body_enc", "idempotency_records.response_body"),
     (enrolments, "id_number_enc", "enrolments.id_number"),
     (enrolments, "name_enc", "enrolments.name"),
+    (declaration_lines, "id_number_enc", "declaration_lines.id_number"),
+    (declaration_lines, "name_enc", "declaration_lines.name"),
+    (transfers, "id_number_enc", "transfers.id_number"),
+    (transfers, "name_enc", "transfers.name"),
+    (terminations, "id_number_enc", "terminations.id_number"),
+    (terminations, "name_enc", "terminations.name"),
+    (webhook_endpoints, "secret_enc", "webhook_endpoints.secret"),
 )
 
 

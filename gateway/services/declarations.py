@@ -47,13 +47,13 @@ from ..api.schemas import (
 from ..auth import Client
 from ..encryption import FieldCipher, mask_id_number
 from ..errors import ProblemError
+from ..ids import new_id, upstream_reference
 from ..policy import CalculationInput, PolicyCatalogue, PolicyVersion, calculate, in_force, period_start
 from ..registry import UpstreamSet
 from ..store import declaration_lines, declarations
 from ..validation import check_amount, check_id_number, check_region, check_uscc
 from ..workers import Advance, utcnow
 from .events import EventPublisher
-from ..ids import new_id, upstream_reference
 from .upstream_outcomes import FailureKind, classify
 
 __all__ = ["DeclarationService"]
@@ -422,6 +422,8 @@ class DeclarationService:
                     status=status,
                     bureau_reference=receipt.bureau_reference if receipt else row.bureau_reference,
                     totals=json.dumps(totals),
+                    # Undecided: ask the bureau again after one poll interval.
+                    next_poll_at=None if status in FINAL_DECLARATION_STATES else utcnow() + dt.timedelta(seconds=self.poll_seconds),
                     error=json.dumps(error, ensure_ascii=False) if error else None,
                     updated_at=now,
                 )

@@ -14,6 +14,8 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import (
@@ -37,10 +39,11 @@ from ..api.schemas import EnrolmentIn, EnrolmentOut, MaskedPerson
 from ..auth import Client
 from ..encryption import FieldCipher, mask_id_number
 from ..errors import ProblemError
+from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import enrolments
 from ..validation import check_amount, check_date, check_id_number, check_region, check_uscc
-from ..ids import new_id, upstream_reference
+from .events import EventPublisher, NoEvents
 from .participation import search_participation
 
 __all__ = ["EnrolmentService"]
@@ -55,10 +58,13 @@ def _now() -> dt.datetime:
 
 
 class EnrolmentService:
-    def __init__(self, engine: AsyncEngine, cipher: FieldCipher, *, search_deadline: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cipher: FieldCipher, *, search_deadline: float, events: EventPublisher | None = None
+    ) -> None:
         self.engine = engine
         self.cipher = cipher
         self.search_deadline = search_deadline
+        self.events: EventPublisher = events or NoEvents()
 
     # -- reading ------------------------------------------------------------------
 
@@ -218,11 +224,23 @@ class EnrolmentService:
             return (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
 
     async def _update(self, gateway_id: str, **values: Any) -> Any:
+        """Change the enrolment; reaching a final status is announced (webhook) in the
+        same transaction."""
         async with self.engine.begin() as conn:
+            before = (await conn.execute(select(enrolments.c.status).where(enrolments.c.id == gateway_id))).scalar_one()
             await conn.execute(
                 enrolments.update().where(enrolments.c.id == gateway_id).values(updated_at=_now(), **values)
             )
-            return (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
+            row = (await conn.execute(enrolments.select().where(enrolments.c.id == gateway_id))).first()
+            announce = row.status in ("accepted", "rejected") and row.status != before
+            if announce:
+                await self.events.publish(
+                    conn, client_id=row.client_id, environment=row.environment, type=f"enrolment.{row.status}",
+                    data={"enrolment": msgspec.to_builtins(self._out(row))},
+                )
+        if announce:
+            self.events.notify()
+        return row
 
     async def _submit(
         self,

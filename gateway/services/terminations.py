@@ -34,12 +34,12 @@ from ..api.schemas import MaskedPerson, TerminationIn, TerminationOut
 from ..auth import Client
 from ..encryption import FieldCipher, mask_id_number
 from ..errors import ProblemError
+from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import terminations
 from ..validation import check_date, check_id_number, check_region, check_uscc
 from ..workers import Advance, utcnow
 from .events import EventPublisher
-from ..ids import new_id, upstream_reference
 from .upstream_outcomes import FailureKind, classify
 
 __all__ = ["TerminationService"]
@@ -251,6 +251,8 @@ class TerminationService:
                 .values(
                     status=status,
                     bureau_reference=receipt.bureau_reference if receipt else row.bureau_reference,
+                    # Undecided: ask the bureau again after one poll interval.
+                    next_poll_at=None if status in _FINAL else utcnow() + dt.timedelta(seconds=self.poll_seconds),
                     error=json.dumps(error, ensure_ascii=False) if error else None,
                     updated_at=utcnow(),
                 )

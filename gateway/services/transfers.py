@@ -46,12 +46,12 @@ from ..api.schemas import MaskedPerson, TimelineEntry, TransferIn, TransferOut
 from ..auth import Client
 from ..encryption import FieldCipher, mask_id_number
 from ..errors import ProblemError
+from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import transfer_events, transfers
 from ..validation import check_id_number, check_region
 from ..workers import Advance, utcnow
 from .events import EventPublisher
-from ..ids import new_id, upstream_reference
 from .participation import search_participation
 from .upstream_outcomes import FailureKind, classify
 

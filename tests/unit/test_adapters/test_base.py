@@ -19,7 +19,11 @@ from adapters import (
     BureauAdapter,
     Capability,
     ConfigurationError,
+    ContributionHistory,
+    Declarations,
     HttpAdapter,
+    TransfersIn,
+    TransfersOut,
 )
 from adapters.http import UpstreamPolicy
 from adapters.protocols import AdapterKind
@@ -124,7 +128,12 @@ async def test_json_hmac_adapter_declares_itself() -> None:
             Capability.PARTICIPATION_SEARCH,
             Capability.ENROLMENT,
             Capability.ENROLMENT_LOOKUP,
+            Capability.CONTRIBUTION_HISTORY,
+            Capability.DECLARATION,
+            Capability.TRANSFER_OUT,
+            Capability.TRANSFER_IN,
         }
+        assert all(isinstance(adapter, p) for p in (ContributionHistory, Declarations, TransfersOut, TransfersIn))
         assert adapter.page_size == 7
         assert isinstance(adapter.client._http.auth, JsonHmacAuth)
         # The declared policy is used when none is given.

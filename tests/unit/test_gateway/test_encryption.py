@@ -62,3 +62,15 @@ def test_jwe_round_trip_and_refusals():
         decrypt_body(token, client_kid="k2", client_key=key, gateway_key=gateway_key)
     with pytest.raises(JweError):
         decrypt_body(token, client_kid="k1", client_key=OctKey.generate_key(256), gateway_key=gateway_key)
+
+
+def test_key_rotation_covers_every_encrypted_column() -> None:
+    """A new ``*_enc`` column that rotation does not know would keep the old key forever."""
+    from gateway.encryption.rotation import ENCRYPTED_COLUMNS
+    from gateway.store import metadata
+
+    stored = {(t.name, c.name) for t in metadata.tables.values() for c in t.columns if c.name.endswith("_enc")}
+    rotated = {(table.name, column) for table, column, _ in ENCRYPTED_COLUMNS}
+    assert rotated == stored
+    # The associated data names the column, as the services encrypt it.
+    assert all(context == f"{table.name}.{column.removesuffix('_enc')}" for table, column, context in ENCRYPTED_COLUMNS)
