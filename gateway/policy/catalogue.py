@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import ProblemError
 from ..ids import new_id
-from ..store.tables import policy_versions
+from ..store.tables import audit_events, policy_versions
 from .model import PolicyTerms, PolicyVersion, check_terms
 from .shipped import shipped_regions
 
@@ -173,6 +173,22 @@ class PolicyCatalogue:
                     created_by=client_id,
                     created_at=dt.datetime.now(dt.timezone.utc),
                     idempotency_token=token,
+                )
+            )
+            # Audited in the same transaction: a version in force is never unaccounted for.
+            await conn.execute(
+                audit_events.insert().values(
+                    at=dt.datetime.now(dt.timezone.utc),
+                    client_id=client_id,
+                    environment=self.environment,
+                    operation="policy.add",
+                    upstream="gateway",
+                    region=region,
+                    gateway_id=row_id,
+                    upstream_code=f"v{number}",
+                    outcome=f"added version {number} effective {terms.effective_from.isoformat()}",
+                    attempts=0,
+                    latency_ms=0.0,
                 )
             )
         return await self._stored(policy_versions.c.id == row_id)  # type: ignore[return-value]

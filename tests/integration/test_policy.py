@@ -223,6 +223,18 @@ async def test_adding_is_idempotent(api):
     assert len(await api.rows(sa.select(policy_versions.c.id))) == 1
 
 
+async def test_an_added_version_is_audited_with_who_added_it(api):
+    added = await add(api, VERSION_2027)
+    assert added.status_code == 201, added.text
+    events = (await api.http.get("/v1/audit-events", params={"operation": "policy.add"}, headers=api.headers())).json()
+    rows = [e for e in (events["events"] if isinstance(events, dict) else events) if e["operation"] == "policy.add"]
+    assert len(rows) == 1
+    assert rows[0]["client_id"] == api.issued["client_id"]
+    assert rows[0]["region"] == "430100"
+    assert rows[0]["upstream_code"] == f"v{added.json()['version']}"
+    assert rows[0]["outcome"].startswith(f"added version {added.json()['version']}")
+
+
 async def test_calculations_need_no_idempotency_key_and_store_nothing(api):
     r = await calc(api, region="430100", period="2024-08", salary="10000")
     assert r.status_code == 200 and "idempotent-replayed" not in r.headers
