@@ -24,10 +24,10 @@ from .encryption import FieldCipher, Keyring
 from .idempotency import IdempotencyStore
 from .registry import Upstreams, build_upstream_set
 from .sandbox import SandboxMocks
-from .services import DeclarationService, TerminationService, TransferService
-from .store import create_engine, declarations, terminations, transfers, upgrade
-from .workers import Job, Poller
+from .services import DeclarationService, EnrolmentService, TerminationService, TransferService
+from .store import create_engine, declarations, enrolments, terminations, transfers, upgrade
 from .webhooks import Dispatcher, RetrySchedule, WebhookService
+from .workers import Job, Poller
 
 __all__ = ["Gateway"]
 
@@ -50,6 +50,7 @@ class Gateway:
     jwe_gateway_key: RSAKey = field(init=False)
     mocks: SandboxMocks | None = field(init=False, default=None)
     webhooks: WebhookService = field(init=False)
+    enrolments: EnrolmentService = field(init=False)
     declarations: DeclarationService = field(init=False)
     terminations: TerminationService = field(init=False)
     transfers: TransferService = field(init=False)
@@ -116,6 +117,9 @@ class Gateway:
 
         # Slow work with the bureaus: created by requests, then advanced by the poller.
         slow_work = dict(events=self.webhooks, upstreams_for=self.upstreams.get, poll_seconds=s.upstream_poll_seconds)
+        self.enrolments = EnrolmentService(
+            self.engine, self.cipher, search_deadline=s.search_deadline, **slow_work  # type: ignore[arg-type]
+        )
         self.declarations = DeclarationService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
         self.terminations = TerminationService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
         self.transfers = TransferService(
@@ -124,6 +128,7 @@ class Gateway:
         self.poller = Poller(
             self.engine,
             [
+                Job("enrolment", enrolments, self.enrolments.advance),
                 Job("declaration", declarations, self.declarations.advance),
                 Job("termination", terminations, self.terminations.advance),
                 Job("transfer", transfers, self.transfers.advance),

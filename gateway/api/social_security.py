@@ -11,8 +11,7 @@ from adapters import Capability, Person
 
 from ..encryption import mask_id_number
 from ..idempotency import IDEMPOTENCY_TOKEN
-from ..runtime import Gateway
-from ..services import EnrolmentService, search_participation
+from ..services import search_participation
 from ..validation import check_id_number, check_region
 from .dependencies import ApiCall
 from .schemas import (
@@ -97,16 +96,11 @@ class SocialSecurityController(Controller):
     ) -> EnrolmentOut:
         """Refused with 409 `transfer_required` when the person is actively insured in another region for a
         requested insurance type; otherwise submitted to the region's bureau exactly once."""
-        return await _enrolments(call.gateway).enrol(
+        return await call.gateway.enrolments.enrol(
             call.client, data, call.upstreams, call.context, request.scope.get(IDEMPOTENCY_TOKEN)
         )
 
     @get("/enrolments/{enrolment_id:str}", opt={"scope": "social_security:read"}, summary="An enrolment")
     async def get_enrolment(self, enrolment_id: str, call: ApiCall) -> EnrolmentOut:
-        return await _enrolments(call.gateway).get(call.client, enrolment_id)
+        return await call.gateway.enrolments.get(call.client, enrolment_id)
 
-
-def _enrolments(gateway: Gateway) -> EnrolmentService:
-    return EnrolmentService(
-        gateway.engine, gateway.cipher, search_deadline=gateway.settings.search_deadline, events=gateway.webhooks
-    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import enrolments
 from ..validation import check_amount, check_date, check_id_number, check_region, check_uscc
+from ..workers import Advance
 from .events import EventPublisher, NoEvents
 from .participation import search_participation
 
@@ -59,12 +61,21 @@ def _now() -> dt.datetime:
 
 class EnrolmentService:
     def __init__(
-        self, engine: AsyncEngine, cipher: FieldCipher, *, search_deadline: float, events: EventPublisher | None = None
+        self,
+        engine: AsyncEngine,
+        cipher: FieldCipher,
+        *,
+        search_deadline: float,
+        events: EventPublisher | None = None,
+        upstreams_for: Callable[[str], UpstreamSet | None] | None = None,
+        poll_seconds: float = 5.0,
     ) -> None:
         self.engine = engine
         self.cipher = cipher
         self.search_deadline = search_deadline
         self.events: EventPublisher = events or NoEvents()
+        self.upstreams_for = upstreams_for
+        self.poll_seconds = poll_seconds
 
     # -- reading ------------------------------------------------------------------
 
@@ -301,8 +312,42 @@ class EnrolmentService:
                 "upstream_unavailable", f"the {row.region} bureau is unavailable: {exc.message}",
                 enrolment_id=row.id, headers={"Retry-After": "5"},
             ) from None
+        pending = receipt.status != "accepted"
         updated = await self._update(
-            row.id, status="accepted" if receipt.status == "accepted" else "submitting",
+            row.id, status="submitting" if pending else "accepted",
             bureau_reference=receipt.bureau_reference, error=None,
+            # The bureau decides later: the poller follows it (see ``advance``).
+            next_poll_at=_now() + dt.timedelta(seconds=self.poll_seconds) if pending else None,
         )
         return self._out(updated)
+
+    # -- following a bureau that decides later ------------------------------------
+
+    async def advance(self, row: Any) -> Advance:
+        """The poller's step for an enrolment the bureau had not decided when it was
+        submitted: ask by reference; record acceptance or refusal (with a webhook)."""
+        if row.status != "submitting":
+            return Advance.done()
+        upstreams = self.upstreams_for(row.environment) if self.upstreams_for else None
+        bureau = upstreams.bureau_for(row.region, Capability.ENROLMENT_LOOKUP) if upstreams else None
+        if bureau is None:
+            return Advance.back_off()
+        context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
+        try:
+            receipt = await bureau.find_enrolment(row.reference, context=context)
+        except BusinessRejection as exc:
+            field = f"employee.{exc.field}" if exc.field in ("id_number", "name") else exc.field
+            error = {"code": "upstream_rejected", "upstream_code": exc.upstream_code,
+                     "upstream_message": exc.upstream_message, "field": field}
+            await self._update(row.id, status="rejected", error=json.dumps(error))
+            return Advance.done()
+        except UpstreamError as exc:
+            log.warning("enrolment %s: asking the %s bureau failed: %s", row.id, row.region, exc.message)
+            return Advance.back_off()
+        if receipt is None:
+            # Never landed: the client's retry (same Idempotency-Key) submits it again.
+            return Advance.done()
+        if receipt.status == "accepted":
+            await self._update(row.id, status="accepted", bureau_reference=receipt.bureau_reference)
+            return Advance.done()
+        return Advance.again_in(self.poll_seconds)

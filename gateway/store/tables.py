@@ -71,6 +71,18 @@ metadata = MetaData(
     }
 )
 
+def work_lease_columns() -> list[Column[object]]:
+    """Columns of a row that a background worker polls: when it is next due, and who
+    holds it until when. A worker claims a row with one conditional UPDATE (never
+    SELECT … FOR UPDATE, which SQLite lacks), so two replicas never work one row at once."""
+    return [
+        Column("next_poll_at", UtcDateTime, nullable=True, index=True),
+        Column("locked_until", UtcDateTime, nullable=True),
+        Column("lease_holder", String(40), nullable=True),
+        Column("poll_attempts", Integer, nullable=False, default=0),
+    ]
+
+
 clients = Table(
     "clients",
     metadata,
@@ -130,6 +142,8 @@ enrolments = Table(
     Column("reference", String(40), nullable=False, unique=True),
     Column("bureau_reference", String(64), nullable=True),
     Column("error", Text, nullable=True),
+    # Set while a bureau that decides later (a pending receipt) is being followed.
+    *work_lease_columns(),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -174,18 +188,6 @@ policy_versions = Table(
     # Two replicas numbering a region's next version at once: one of them must lose.
     UniqueConstraint("environment", "region", "version"),
 )
-
-
-def work_lease_columns() -> list[Column[object]]:
-    """Columns of a row that a background worker polls: when it is next due, and who
-    holds it until when. A worker claims a row with one conditional UPDATE (never
-    SELECT … FOR UPDATE, which SQLite lacks), so two replicas never work one row at once."""
-    return [
-        Column("next_poll_at", UtcDateTime, nullable=True, index=True),
-        Column("locked_until", UtcDateTime, nullable=True),
-        Column("lease_holder", String(40), nullable=True),
-        Column("poll_attempts", Integer, nullable=False, default=0),
-    ]
 
 
 # A monthly declaration of one employer to one region's bureau. Lines are in

@@ -289,3 +289,16 @@ async def test_a_name_the_bureau_does_not_recognise_is_a_final_refusal(api):
     assert r.json()["code"] == "upstream_rejected"
     assert r.json()["regions"][0]["region"] == "440100" and r.json()["regions"][0]["upstream_code"] == "2005"
     assert api.bureaus["440300"].count(SUBMIT) == 0
+
+
+@pytest.mark.upstream_options(poll_timeout=0)
+async def test_an_enrolment_the_bureau_decides_later_is_followed_to_acceptance(api):
+    body = enrolment(region="430100", employer={"uscc": "91430100MA4L16JQ9D", "name": "长沙示例制造有限公司"})
+    r = await api.http.post(ENROL, json=body, headers=api.headers(**{"Idempotency-Key": key()}))
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "submitting"  # the bureau gave a ticket, not yet a decision
+    deadline = asyncio.get_running_loop().time() + 20
+    while (status := (await api.http.get(f"{ENROL}/{r.json()['id']}", headers=api.headers())).json()["status"]) == "submitting":
+        assert asyncio.get_running_loop().time() < deadline, "the gateway never followed the bureau's decision"
+        await asyncio.sleep(0.1)
+    assert status == "accepted"

@@ -15,6 +15,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Enrolments a bureau decides later are followed by the poller.
+    with op.batch_alter_table('enrolments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('next_poll_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('lease_holder', sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column('poll_attempts', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.create_index(batch_op.f('ix_enrolments_next_poll_at'), ['next_poll_at'], unique=False)
+
     op.create_table('declarations',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('client_id', sa.String(length=40), nullable=False),
@@ -224,6 +232,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('enrolments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_enrolments_next_poll_at'))
+        batch_op.drop_column('poll_attempts')
+        batch_op.drop_column('lease_holder')
+        batch_op.drop_column('locked_until')
+        batch_op.drop_column('next_poll_at')
     with op.batch_alter_table('webhook_attempts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_attempts_delivery_id'))
 
