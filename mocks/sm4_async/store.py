@@ -602,7 +602,7 @@ class Store:
             for i in here:
                 records[i] = dataclasses.replace(records[i], cbzt=TERMINATED, zzrq=end)
             return ""
-        if {records[i].xzlx for i in here} != set(line.xzlx):
+        if not here:
             return NOT_INSURED_HERE
         if line.bdlx == BASE_CHANGE:
             for i in here:

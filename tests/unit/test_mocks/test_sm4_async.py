@@ -757,13 +757,14 @@ def test_declaration_changes_reactivate_change_continue_and_leave(client: httpx.
         line(1, LIU_YANG, "刘洋", "3", jfjs="9000.00"),
         line(2, LI_MING, "李明", "4", xzlx=["110", "310"], jfjs="1.00"),  # continue changes nothing
         line(3, LI_MING, "李明", "1"),  # already active
-        line(4, LIU_YANG, "刘洋", "3", xzlx=["110", "310"]),  # no active medical here
+        line(4, LIU_YANG, "刘洋", "4", xzlx=["310"]),  # no active medical here
+        line(5, LIU_YANG, "刘洋", "4", xzlx=["110", "310"]),  # one listed type active here is enough
         sbny="202612",
     )))  # fmt: skip
     bureau.settle()
     result = _result(client, bizNo="HGW-DECL-000002")
     assert result["state"] == "PARTIAL"
-    assert [(m["jg"], m["failCode"]) for m in result["mx"]] == [("1", ""), ("1", ""), ("2", "61001"), ("2", "61002")]
+    assert [(m["jg"], m["failCode"]) for m in result["mx"]] == [("1", ""), ("1", ""), ("2", "61001"), ("2", "61002"), ("1", "")]
     assert records_of(client, LIU_YANG, "刘洋")[0]["jfjs"] == "9000.00"
     assert {r["jfjs"] for r in records_of(client, LI_MING, "李明")} == {"8000.00"}
     ok(call(client, DECLARE, declaration(
