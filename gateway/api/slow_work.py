@@ -156,6 +156,7 @@ def _negotiate(accept: str | None) -> str:
             break
         if media in ("application/pdf", "application/json"):
             return media
-        if media in ("*/*", "application/*"):
+        # JSON, which the encryption middleware turns into JWE for application/jose.
+        if media in ("*/*", "application/*", "application/jose"):
             return "application/json"
     raise ProblemError("not_acceptable", "this resource is available as application/json or application/pdf")

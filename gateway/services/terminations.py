@@ -220,11 +220,31 @@ class TerminationService:
         await self._apply(row.id, receipt)
         return True
 
+    async def _follow(self, row: Any, context: CallContext) -> bool:
+        upstreams = self.upstreams_for(row.environment)
+        bureau = upstreams.bureau_for(row.region, Capability.DECLARATION) if upstreams else None
+        if bureau is None:
+            return False
+        try:
+            receipt = await bureau.find_declaration(row.reference, context=context)  # type: ignore[attr-defined]
+        except UpstreamError as exc:
+            log.warning("termination %s: asking the %s bureau failed: %s", row.id, row.region, classify(exc).message)
+            return False
+        if receipt is None:
+            log.error("termination %s: the %s bureau no longer knows reference %s", row.id, row.region, row.reference)
+            return False
+        await self._apply(row.id, receipt)
+        return True
+
     async def advance(self, row: Any) -> Advance:
         if row.status in _FINAL:
             return Advance.done()
         context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
-        if not await self._submit(row, context, ask_first=True):
+        if row.status == "pending":
+            # Acknowledged by the bureau: only ever ask, never send again.
+            if not await self._follow(row, context):
+                return Advance.back_off()
+        elif not await self._submit(row, context, ask_first=True):
             return Advance.back_off()
         async with self.engine.connect() as conn:
             status = (await conn.execute(select(terminations.c.status).where(terminations.c.id == row.id))).scalar_one()

@@ -157,13 +157,15 @@ class TransferService:
 
         row = await self._find_by_token(client, idempotency_token) if idempotency_token else None
         resumed = row is not None
+        holder = "req_" + (context.request_id or new_id("req"))
         if row is None:
             await self._refuse_if_open(client, person, body.from_region)
             records = await self._source_records(upstreams, person, body, context)
-            row = await self._create(client, body, person, source, target, records, idempotency_token)
+            # Created already claimed by this request, so the poller leaves it alone
+            # until the first submission is done (or the lease runs out in a crash).
+            row = await self._create(client, body, person, source, target, records, idempotency_token, holder)
         if row.status == "submitting":
-            holder = "req_" + row.id
-            if await self._claim(row.id, holder):
+            if not resumed or await self._claim(row.id, holder):
                 try:
                     await self._submit_out(row, person, source, context.with_gateway_id(row.id), ask_first=resumed)
                 finally:
@@ -206,6 +208,8 @@ class TransferService:
     ) -> list[ParticipationRecord]:
         """What the source holds, for the printed application; the bureau's own review
         decides whether the transfer can go ahead, so a failed lookup does not stop it."""
+        if body.from_region not in upstreams.regions(Capability.PARTICIPATION_SEARCH):
+            return []
         result = await search_participation(
             upstreams, person, [body.from_region], context, deadline=self.search_deadline
         )
@@ -229,6 +233,7 @@ class TransferService:
         target: BureauAdapter,
         records: list[ParticipationRecord],
         token: str | None,
+        holder: str,
     ) -> Any:
         gateway_id = new_id("trf")
         now = utcnow()
@@ -252,8 +257,11 @@ class TransferService:
                     reference=reference,
                     target_reference=reference + "-IN",
                     source_records=msgspec.json.encode(records).decode() if records else None,
-                    # Due at once: if this request dies before submitting, the poller does it.
+                    # Due at once, but leased to this request: if it dies before
+                    # submitting, the poller takes over when the lease runs out.
                     next_poll_at=now,
+                    locked_until=now + self.lease,
+                    lease_holder=holder,
                     poll_attempts=0,
                     created_at=now,
                     updated_at=now,
