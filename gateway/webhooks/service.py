@@ -22,8 +22,8 @@ from stdnum.cn import ric
 from ..auth import Client
 from ..encryption import FieldCipher
 from ..errors import ProblemError
+from ..ids import new_id
 from ..store.tables import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_events
-from .ids import new_id
 from .events import EVENT_TYPES, UnknownEventType, check_patterns, matches
 from .models import AttemptOut, DeliveryDetail, DeliveryOut, DeliveryPage, EndpointCreated, EndpointIn, EndpointOut
 from .signing import new_secret
