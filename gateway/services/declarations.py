@@ -54,7 +54,7 @@ from ..store import declaration_lines, declarations
 from ..validation import check_amount, check_id_number, check_region, check_uscc
 from ..workers import Advance, utcnow
 from .events import EventPublisher
-from .upstream_outcomes import FailureKind, classify
+from .upstream_outcomes import FailureKind, ask_then_send, classify
 
 __all__ = ["DeclarationService"]
 
@@ -323,11 +323,11 @@ class DeclarationService:
         if bureau is None:
             return False
         try:
-            receipt: DeclarationReceipt | None = None
-            if ask_first:
-                receipt = await bureau.find_declaration(row.reference, context=context)  # type: ignore[attr-defined]
-            if receipt is None:
-                receipt = await bureau.submit_declaration(await self._submission(row), context=context)  # type: ignore[attr-defined]
+            receipt: DeclarationReceipt = await ask_then_send(
+                lambda: bureau.find_declaration(row.reference, context=context),  # type: ignore[attr-defined]
+                lambda: self._send(bureau, row, context),
+                ask_first=ask_first,
+            )
         except UpstreamError as exc:
             failure = classify(exc)
             if failure.kind is FailureKind.REJECTED:
@@ -338,6 +338,9 @@ class DeclarationService:
             return False
         await self._apply(row.id, receipt)
         return True
+
+    async def _send(self, bureau: Any, row: Any, context: CallContext) -> DeclarationReceipt:
+        return await bureau.submit_declaration(await self._submission(row), context=context)  # type: ignore[no-any-return]
 
     async def advance(self, row: Any) -> Advance:
         """The poller's step for one claimed declaration."""

@@ -40,7 +40,7 @@ from ..store import terminations
 from ..validation import check_date, check_id_number, check_region, check_uscc
 from ..workers import Advance, utcnow
 from .events import EventPublisher
-from .upstream_outcomes import FailureKind, classify
+from .upstream_outcomes import FailureKind, ask_then_send, classify
 
 __all__ = ["TerminationService"]
 
@@ -199,11 +199,11 @@ class TerminationService:
         if bureau is None:
             return False
         try:
-            receipt: DeclarationReceipt | None = None
-            if ask_first:
-                receipt = await bureau.find_declaration(row.reference, context=context)  # type: ignore[attr-defined]
-            if receipt is None:
-                receipt = await bureau.submit_declaration(self._submission(row), context=context)  # type: ignore[attr-defined]
+            receipt: DeclarationReceipt = await ask_then_send(
+                lambda: bureau.find_declaration(row.reference, context=context),  # type: ignore[attr-defined]
+                lambda: bureau.submit_declaration(self._submission(row), context=context),  # type: ignore[attr-defined]
+                ask_first=ask_first,
+            )
         except UpstreamError as exc:
             failure = classify(exc)
             if failure.kind is FailureKind.REJECTED:

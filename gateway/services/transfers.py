@@ -53,7 +53,7 @@ from ..validation import check_id_number, check_region
 from ..workers import Advance, utcnow
 from .events import EventPublisher
 from .participation import search_participation
-from .upstream_outcomes import FailureKind, classify
+from .upstream_outcomes import FailureKind, ask_then_send, classify
 
 __all__ = ["FINAL_TRANSFER_STATES", "TransferService"]
 
@@ -343,11 +343,11 @@ class TransferService:
             insurance_types=tuple(row.insurance_types.split()),
         )
         try:
-            progress: TransferOutProgress | None = None
-            if ask_first:
-                progress = await source.transfer_out_status(row.reference, context=context)  # type: ignore[attr-defined]
-            if progress is None:
-                progress = await source.submit_transfer_out(submission, context=context)  # type: ignore[attr-defined]
+            progress: TransferOutProgress = await ask_then_send(
+                lambda: source.transfer_out_status(row.reference, context=context),  # type: ignore[attr-defined]
+                lambda: source.submit_transfer_out(submission, context=context),  # type: ignore[attr-defined]
+                ask_first=ask_first,
+            )
         except UpstreamError as exc:
             failure = classify(exc)
             if failure.kind is FailureKind.REJECTED:
@@ -400,9 +400,12 @@ class TransferService:
             carried=tuple(_carried(row)),
         )
         try:
-            receipt: TransferInReceipt | None = await target.find_transfer_in(row.target_reference, context=context)  # type: ignore[attr-defined]
-            if receipt is None:
-                receipt = await target.submit_transfer_in(submission, context=context)  # type: ignore[attr-defined]
+            # Always ask first: the poller may be resuming after a crash mid-send.
+            receipt: TransferInReceipt = await ask_then_send(
+                lambda: target.find_transfer_in(row.target_reference, context=context),  # type: ignore[attr-defined]
+                lambda: target.submit_transfer_in(submission, context=context),  # type: ignore[attr-defined]
+                ask_first=True,
+            )
         except UpstreamError as exc:
             failure = classify(exc)
             if failure.kind is FailureKind.REJECTED:

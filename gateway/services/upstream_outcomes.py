@@ -9,7 +9,9 @@ decision, so no service re-derives it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from adapters import (
     AmbiguousOutcome,
@@ -20,7 +22,9 @@ from adapters import (
     UpstreamTimeout,
 )
 
-__all__ = ["Failure", "FailureKind", "classify"]
+__all__ = ["Failure", "FailureKind", "ask_then_send", "classify"]
+
+T = TypeVar("T")
 
 
 class FailureKind(enum.Enum):
@@ -57,3 +61,15 @@ def classify(exc: UpstreamError) -> Failure:
     if isinstance(exc, (AmbiguousOutcome, UpstreamProtocolError)):
         return Failure(FailureKind.UNKNOWN, exc.message)
     return Failure(FailureKind.UNAVAILABLE, exc.message, timeout=isinstance(exc, UpstreamTimeout))
+
+
+async def ask_then_send(
+    ask: Callable[[], Awaitable[T | None]], send: Callable[[], Awaitable[T]], *, ask_first: bool
+) -> T:
+    """Send a submission; when an earlier attempt may have landed (``ask_first``),
+    ask the upstream by reference first and send only if it never arrived."""
+    if ask_first:
+        found = await ask()
+        if found is not None:
+            return found
+    return await send()
