@@ -15,8 +15,16 @@ import msgspec
 
 __all__ = [
     "INSURANCE_TYPES",
+    "AccountParty",
+    "ApprovalReceipt",
+    "ApprovalSubmission",
+    "Attachment",
+    "BankPaymentStatus",
+    "BudgetPosition",
     "CarriedInsurance",
     "ContributionMonth",
+    "ContributionPaymentNotice",
+    "ContributionPaymentReceipt",
     "DeclarationChange",
     "DeclarationLine",
     "DeclarationLineResult",
@@ -28,12 +36,21 @@ __all__ = [
     "InsuranceType",
     "ParticipationRecord",
     "ParticipationStatus",
+    "PaymentPurpose",
+    "PaymentReceipt",
+    "PaymentRejectionReason",
     "PaymentStatus",
+    "PaymentSubmission",
     "Person",
+    "Statement",
+    "StatementEntry",
     "TransferInReceipt",
     "TransferInSubmission",
     "TransferOutProgress",
     "TransferOutSubmission",
+    "VoucherLine",
+    "VoucherReceipt",
+    "VoucherSubmission",
     "money",
 ]
 
@@ -229,5 +246,221 @@ class TransferInReceipt(msgspec.Struct, frozen=True):
     reference: str
     bureau_reference: str | None
     status: Literal["pending", "accepted", "rejected"]
+    reason_code: str | None = None
+    reason_message: str | None = None
+
+
+# -- contribution payments (缴费到账确认) ---------------------------------------------
+
+
+class ContributionPaymentNotice(msgspec.Struct, frozen=True):
+    """Tell a bureau that an employer paid what declaration ``declaration_reference``
+    made due for ``period``; the bureau confirms (marks the months paid) or refuses.
+
+    ``reference`` is the gateway's deterministic reference for this notice;
+    ``payment_reference`` is the reference the bank payment carried.
+    """
+
+    reference: str
+    region: str
+    employer: Employer
+    period: str  # YYYY-MM
+    declaration_reference: str
+    amount: Decimal
+    paid_on: dt.date
+    payment_reference: str
+
+
+class ContributionPaymentReceipt(msgspec.Struct, frozen=True):
+    """The bureau's answer to a payment notice: ``pending`` until it has checked the
+    funds, then ``confirmed`` or ``rejected`` (with its reason)."""
+
+    reference: str
+    bureau_reference: str | None
+    status: Literal["pending", "confirmed", "rejected"]
+    confirmed_amount: Decimal | None = None
+    reason_code: str | None = None
+    reason_message: str | None = None
+    confirmed_on: dt.date | None = None
+
+
+# -- banks -------------------------------------------------------------------------
+
+PaymentPurpose = Literal["reimbursement", "social_security_contribution", "other"]
+BankPaymentStatus = Literal["submitted", "accepted", "settled", "rejected"]
+#: Why a bank refused a payment, whatever its own code was (the upstream's code and
+#: message travel along in ``PaymentReceipt``).
+PaymentRejectionReason = Literal[
+    "invalid_account",
+    "account_closed",
+    "account_blocked",
+    "creditor_name_mismatch",
+    "insufficient_funds",
+    "invalid_amount",
+    "duplicate_payment",
+    "invalid_bank_code",
+    "regulatory",
+    "cut_off_passed",
+    "other",
+]
+
+
+class AccountParty(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One side of a credit transfer: holder name, account number and the bank's code
+    (a 12-digit CNAPS code or a BIC). The name and the account number are PII."""
+
+    name: str
+    account: str
+    bank_code: str
+
+
+class PaymentSubmission(msgspec.Struct, frozen=True, kw_only=True):
+    """One credit transfer in CNY.
+
+    ``reference`` is derived from the gateway's payment id, at most 35 characters
+    (it travels as the end-to-end identification), and is sent unchanged on every
+    attempt so the bank can be asked whether an ambiguous send landed.
+    ``remittance`` is the client's own reference, shown to the creditor.
+    """
+
+    reference: str
+    debtor: AccountParty
+    creditor: AccountParty
+    amount: Decimal
+    currency: Literal["CNY"] = "CNY"
+    purpose: PaymentPurpose
+    remittance: str
+    requested_on: dt.date
+
+
+class PaymentReceipt(msgspec.Struct, frozen=True):
+    """What the bank says about a payment we initiated.
+
+    ``submitted``: received, not yet checked; ``accepted``: checked and will be
+    executed; ``settled``: the funds have moved (final); ``rejected`` (final) with
+    ``reason`` mapped to the canonical reasons and the bank's own code and message.
+    """
+
+    reference: str
+    bank_reference: str | None
+    status: BankPaymentStatus
+    reason: PaymentRejectionReason | None = None
+    upstream_code: str | None = None
+    upstream_message: str | None = None
+    settled_on: dt.date | None = None
+
+
+class StatementEntry(msgspec.Struct, frozen=True):
+    """One booked movement on an account (a camt.053 ``Ntry``, normalised).
+
+    ``amount`` is positive; ``direction`` says which way it went. ``reference`` is the
+    end-to-end reference the payment carried (a gateway payment's ``reference`` for
+    payments the gateway made), so entries reconcile against payments.
+    """
+
+    entry_reference: str
+    booked_on: dt.date
+    value_on: dt.date | None
+    amount: Decimal
+    currency: str
+    direction: Literal["credit", "debit"]
+    status: Literal["booked", "pending"]
+    reference: str | None = None
+    counterparty_name: str | None = None
+    counterparty_account: str | None = None
+    remittance: str | None = None
+    bank_transaction_code: str | None = None
+
+
+class Statement(msgspec.Struct, frozen=True):
+    """An account's statement for ``from_date``..``to_date`` (inclusive)."""
+
+    account: str
+    currency: str
+    from_date: dt.date
+    to_date: dt.date
+    opening_balance: Decimal | None
+    closing_balance: Decimal | None
+    entries: tuple[StatementEntry, ...] = ()
+
+
+# -- ERPs --------------------------------------------------------------------------
+
+
+class Attachment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A document referred to by its SHA-256 digest (the bytes travel separately)."""
+
+    kind: str
+    sha256: str
+    name: str | None = None
+
+
+class BudgetPosition(msgspec.Struct, frozen=True):
+    """A cost centre's budget for a period and what is already committed against it."""
+
+    cost_center: str
+    period: str  # YYYY-MM
+    budget: Decimal
+    committed: Decimal
+    currency: str = "CNY"
+
+
+class ApprovalSubmission(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask finance to approve spending ``amount`` on ``cost_center`` in ``period``.
+
+    ``kind`` is what the money is for (``social_security_contribution``,
+    ``reimbursement``, ``other`` or an ERP-specific expense type the operator uses);
+    ``reference`` as for payments.
+    """
+
+    reference: str
+    kind: str
+    amount: Decimal
+    cost_center: str
+    period: str  # YYYY-MM
+    description: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+
+class ApprovalReceipt(msgspec.Struct, frozen=True):
+    """The ERP's state of an approval request: ``pending`` until someone decides."""
+
+    reference: str
+    document_number: str | None
+    status: Literal["pending", "approved", "rejected"]
+    budget: BudgetPosition | None = None
+    decided_on: dt.date | None = None
+    reason_code: str | None = None
+    reason_message: str | None = None
+
+
+class VoucherLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One line of a journal voucher; exactly one of ``debit`` and ``credit`` is non-zero."""
+
+    account: str
+    debit: Decimal
+    credit: Decimal
+    cost_center: str | None = None
+    description: str = ""
+
+
+class VoucherSubmission(msgspec.Struct, frozen=True, kw_only=True):
+    """A balanced journal voucher to post; ``reference`` as for payments."""
+
+    reference: str
+    date: dt.date
+    lines: tuple[VoucherLine, ...]
+    description: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+
+class VoucherReceipt(msgspec.Struct, frozen=True):
+    """The ERP's state of a voucher: ``posted`` with its document number, ``pending``
+    while its workflow is under way, or ``rejected`` with the ERP's reason."""
+
+    reference: str
+    document_number: str | None
+    status: Literal["pending", "posted", "rejected"]
+    posted_on: dt.date | None = None
     reason_code: str | None = None
     reason_message: str | None = None

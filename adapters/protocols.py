@@ -7,6 +7,7 @@ A vendor implements one of these protocols in one class (usually by subclassing
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -15,17 +16,27 @@ import msgspec
 from .context import CallContext
 from .http import CallObserver, UpstreamPolicy
 from .models import (
+    ApprovalReceipt,
+    ApprovalSubmission,
+    BudgetPosition,
     ContributionMonth,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationReceipt,
     DeclarationSubmission,
     EnrolmentReceipt,
     EnrolmentSubmission,
     ParticipationRecord,
+    PaymentReceipt,
+    PaymentSubmission,
     Person,
+    Statement,
     TransferInReceipt,
     TransferInSubmission,
     TransferOutProgress,
     TransferOutSubmission,
+    VoucherReceipt,
+    VoucherSubmission,
 )
 
 __all__ = [
@@ -37,8 +48,10 @@ __all__ = [
     "BureauAdapter",
     "Capability",
     "ContributionHistory",
+    "ContributionPayments",
     "Declarations",
     "ErpAdapter",
+    "Statements",
     "TransfersIn",
     "TransfersOut",
 ]
@@ -57,6 +70,7 @@ class Capability(enum.StrEnum):
     DECLARATION = "declaration"
     TRANSFER_OUT = "transfer_out"
     TRANSFER_IN = "transfer_in"
+    CONTRIBUTION_PAYMENT = "contribution_payment"
     # bank
     PAYMENT_INITIATION = "payment_initiation"
     PAYMENT_STATUS = "payment_status"
@@ -182,10 +196,84 @@ class TransfersIn(Protocol):
 
 
 @runtime_checkable
+class ContributionPayments(Protocol):
+    """Optional for bureaus (``Capability.CONTRIBUTION_PAYMENT``): payment confirmation.
+
+    After the employer's bank has paid what a declaration made due, the bureau is
+    told and confirms the funds (marking the declared months paid) or refuses.
+    """
+
+    async def notify_contribution_payment(
+        self, notice: ContributionPaymentNotice, *, context: CallContext
+    ) -> ContributionPaymentReceipt:
+        """Send the notice; safe to call again with the same ``notice.reference``."""
+        ...
+
+    async def find_contribution_payment(
+        self, reference: str, *, context: CallContext
+    ) -> ContributionPaymentReceipt | None:
+        """The bureau's state of notice ``reference``, or ``None`` if it never landed."""
+        ...
+
+
+@runtime_checkable
 class BankAdapter(Adapter, Protocol):
-    """A bank; its canonical operations arrive with the payments API."""
+    """A bank (``Capability.PAYMENT_INITIATION`` and ``PAYMENT_STATUS``).
+
+    ``initiate_payment`` takes effect at most once per ``submission.reference``:
+    after an ambiguous send the adapter asks ``find_payment`` before sending again
+    (``adapters.exactly_once.send_at_most_once``). The debtor accounts an instance
+    may pay from are listed in its configuration (``options.accounts``).
+    """
+
+    async def initiate_payment(self, submission: PaymentSubmission, *, context: CallContext) -> PaymentReceipt:
+        """Initiate the credit transfer; safe to call again with the same reference."""
+        ...
+
+    async def find_payment(self, reference: str, *, context: CallContext) -> PaymentReceipt | None:
+        """The bank's state of payment ``reference``, or ``None`` if it never landed."""
+        ...
+
+
+@runtime_checkable
+class Statements(Protocol):
+    """Optional for banks (``Capability.STATEMENTS``): booked entries for reconciliation."""
+
+    async def statement(
+        self, account: str, from_date: dt.date, to_date: dt.date, *, context: CallContext
+    ) -> Statement:
+        """Entries booked on ``account`` from ``from_date`` to ``to_date`` inclusive.
+
+        Raises ``UpstreamNotFound`` if the bank does not know the account.
+        """
+        ...
 
 
 @runtime_checkable
 class ErpAdapter(Adapter, Protocol):
-    """An ERP; its canonical operations arrive with the ERP API."""
+    """An ERP (``Capability.APPROVAL``, ``VOUCHER`` and ``BUDGET_QUERY``).
+
+    Writes take effect at most once per reference, as for banks. Approvals are
+    decided by people in the ERP; ``pending`` receipts are polled with
+    ``find_approval``.
+    """
+
+    async def budget(self, cost_center: str, period: str, *, context: CallContext) -> BudgetPosition:
+        """The cost centre's budget for ``period``; ``UpstreamNotFound`` if it has none."""
+        ...
+
+    async def submit_approval(self, submission: ApprovalSubmission, *, context: CallContext) -> ApprovalReceipt:
+        """Ask for approval; safe to call again with the same reference."""
+        ...
+
+    async def find_approval(self, reference: str, *, context: CallContext) -> ApprovalReceipt | None:
+        """The ERP's state of approval ``reference``, or ``None`` if it never landed."""
+        ...
+
+    async def post_voucher(self, submission: VoucherSubmission, *, context: CallContext) -> VoucherReceipt:
+        """Post the voucher; safe to call again with the same reference."""
+        ...
+
+    async def find_voucher(self, reference: str, *, context: CallContext) -> VoucherReceipt | None:
+        """The ERP's state of voucher ``reference``, or ``None`` if it never landed."""
+        ...
