@@ -15,10 +15,13 @@ import sqlalchemy as sa
 from ..config import Settings
 from ..store import (
     clients,
+    contribution_runs,
     create_engine,
     declaration_lines,
     enrolments,
     idempotency_records,
+    payments,
+    reimbursements,
     terminations,
     transfers,
     upgrade,
@@ -41,6 +44,16 @@ ENCRYPTED_COLUMNS: tuple[tuple[sa.Table, str, str], ...] = (
     (transfers, "name_enc", "transfers.name"),
     (terminations, "id_number_enc", "terminations.id_number"),
     (terminations, "name_enc", "terminations.name"),
+    (payments, "debtor_enc", "payments.debtor"),
+    (payments, "creditor_enc", "payments.creditor"),
+    (payments, "remittance_enc", "payments.remittance"),
+    (contribution_runs, "debtor_account_enc", "contribution_runs.debtor_account"),
+    (contribution_runs, "payee_enc", "contribution_runs.payee"),
+    (contribution_runs, "lines_enc", "contribution_runs.lines"),
+    (reimbursements, "id_number_enc", "reimbursements.id_number"),
+    (reimbursements, "name_enc", "reimbursements.name"),
+    (reimbursements, "payout_enc", "reimbursements.payout"),
+    (reimbursements, "debtor_account_enc", "reimbursements.debtor_account"),
     (webhook_endpoints, "secret_enc", "webhook_endpoints.secret"),
 )
 

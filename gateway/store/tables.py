@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -25,13 +26,20 @@ from sqlalchemy import (
 __all__ = [
     "audit_events",
     "clients",
+    "contribution_run_steps",
+    "contribution_runs",
     "declaration_lines",
     "declarations",
     "enrolments",
+    "erp_approvals",
+    "erp_vouchers",
     "idempotency_records",
     "metadata",
+    "payments",
     "policy_versions",
+    "reimbursements",
     "terminations",
+    "timeline_events",
     "transfer_events",
     "transfers",
     "webhook_attempts",
@@ -361,4 +369,181 @@ webhook_attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("latency_ms", Float, nullable=False),
+)
+
+# -- payments, ERP documents, contribution runs, reimbursements -----------------------
+# Money is kept as its canonical decimal string ("3604.00"): exact on SQLite and
+# PostgreSQL alike. ``origin``/``origin_id`` say which workflow created a row (a
+# contribution run, a reimbursement) when a client did not create it directly.
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("bank", String(100), nullable=False),
+    Column("debtor_enc", Text, nullable=False),  # JSON: name, account, bank_code
+    Column("creditor_enc", Text, nullable=False),  # JSON: name, account, bank_code
+    Column("amount", String(24), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("purpose", String(40), nullable=False),
+    Column("remittance_enc", Text, nullable=False),  # the client's reference, shown to the creditor
+    Column("status", String(24), nullable=False),
+    Column("reference", String(35), nullable=False, unique=True),
+    Column("bank_reference", String(64), nullable=True),
+    Column("reason", Text, nullable=True),  # JSON: canonical reason, the bank's code and message
+    Column("settled_on", String(10), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("origin", String(24), nullable=False, default="api"),
+    Column("origin_id", String(40), nullable=True, index=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+erp_approvals = Table(
+    "erp_approvals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("erp", String(100), nullable=False),
+    Column("kind", String(60), nullable=False),
+    Column("amount", String(24), nullable=False),
+    Column("cost_center", String(40), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("client_reference", String(100), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("attachments", Text, nullable=False),  # JSON: kind, sha256, name
+    Column("budget", Text, nullable=True),  # JSON: budget, committed, requested, remaining
+    Column("status", String(24), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("document_number", String(64), nullable=True),
+    Column("decided_on", String(10), nullable=True),
+    Column("reason", Text, nullable=True),  # JSON: the ERP's code and message
+    Column("error", Text, nullable=True),
+    Column("origin", String(24), nullable=False, default="api"),
+    Column("origin_id", String(40), nullable=True, index=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+erp_vouchers = Table(
+    "erp_vouchers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("erp", String(100), nullable=False),
+    Column("voucher_date", String(10), nullable=False),
+    Column("lines", Text, nullable=False),  # JSON: account, debit, credit, cost_center, description
+    Column("total", String(24), nullable=False),
+    Column("client_reference", String(100), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("attachments", Text, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("reference", String(40), nullable=False, unique=True),
+    Column("document_number", String(64), nullable=True),
+    Column("posted_on", String(10), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("origin", String(24), nullable=False, default="api"),
+    Column("origin_id", String(40), nullable=True, index=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The monthly contribution run: declaration -> approval -> payment -> bureau
+# confirmation -> voucher. Each step's row is written before its upstream call and
+# points at the resource that carries it, so a restarted gateway resumes a run at the
+# first unfinished step and never repeats a finished one.
+contribution_runs = Table(
+    "contribution_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("employer_uscc", String(18), nullable=False),
+    Column("employer_name", String(200), nullable=False),
+    Column("region", String(6), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("erp", String(100), nullable=False),
+    Column("bank", String(100), nullable=False),
+    Column("debtor_account_enc", Text, nullable=False),
+    Column("payee_enc", Text, nullable=False),  # JSON: the bureau's collection account
+    Column("cost_center", String(40), nullable=False),
+    Column("accounts", Text, nullable=False),  # JSON: G/L accounts the voucher uses
+    Column("lines_enc", Text, nullable=False),  # JSON: the declaration lines as the client sent them
+    Column("payment_deadline", UtcDateTime, nullable=False),
+    Column("amount", String(24), nullable=True),  # what the declaration made due
+    Column("status", String(24), nullable=False),
+    Column("current_step", String(24), nullable=True),
+    Column("escalation_level", Integer, nullable=False, default=0),
+    Column("reason", Text, nullable=True),  # JSON: why the run stopped (step, code, message)
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+contribution_run_steps = Table(
+    "contribution_run_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), ForeignKey("contribution_runs.id"), nullable=False, index=True),
+    Column("step", String(24), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("status", String(24), nullable=False),  # pending, in_progress, completed, failed
+    Column("resource_kind", String(40), nullable=True),
+    Column("resource_id", String(40), nullable=True),
+    Column("reference", String(40), nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("detail", Text, nullable=True),  # JSON (no PII)
+    UniqueConstraint("run_id", "step"),
+)
+
+reimbursements = Table(
+    "reimbursements",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False, index=True),
+    Column("environment", String(10), nullable=False),
+    Column("idempotency_token", String(40), nullable=True, unique=True),
+    Column("person_bidx", String(64), nullable=False, index=True),
+    Column("id_number_enc", Text, nullable=False),
+    Column("name_enc", Text, nullable=False),
+    Column("amount", String(24), nullable=False),
+    Column("payout_enc", Text, nullable=False),  # JSON: name, account, bank_code
+    Column("documents", Text, nullable=False),  # JSON: kind, sha256
+    Column("bank", String(100), nullable=False),
+    Column("debtor_account_enc", Text, nullable=False),
+    Column("until_period", String(7), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("check", Text, nullable=True),  # JSON: the last contribution-status check (no PII)
+    Column("payment_id", String(40), nullable=True),
+    Column("reason", Text, nullable=True),
+    *work_lease_columns(),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The status history of payments, ERP approvals and vouchers, contribution runs and
+# reimbursements: one row per status a resource reached, with when.
+timeline_events = Table(
+    "timeline_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("resource_kind", String(24), nullable=False),
+    Column("resource_id", String(40), nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("detail", Text, nullable=True),  # JSON (no PII)
+    Index("ix_timeline_events_resource", "resource_kind", "resource_id"),
 )
