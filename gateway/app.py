@@ -23,6 +23,7 @@ from .api.webhooks import WebhooksController
 from .auth.middleware import AuthenticationMiddleware
 from .config import Settings, UpstreamSettings
 from .encryption.middleware import JweMiddleware
+from .extensions import apply_extensions
 from .idempotency import IdempotencyMiddleware
 from .runtime import Gateway
 
@@ -66,6 +67,8 @@ def create_app(
             AdaptersController, AuditController, WebhooksController,
         ],
         lifespan=[lifespan],
+        # Installed extensions (entry points hr_gateway.extensions) add their routes and lifespan.
+        on_app_init=[apply_extensions],
         dependencies=dependencies,
         # Order matters: request id and body first, then who is calling, then the
         # plaintext body, then the Idempotency-Key (over the plaintext).

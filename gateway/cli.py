@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .config import ConfigError, Settings, load_settings, sandbox_settings
 from .encryption import KeyringError
+from .extensions import add_extension_commands
 
 __all__ = ["main"]
 
@@ -297,6 +298,12 @@ def mocks_serve(dialect: str, region: str, host: str, port: int, app_id: str | N
         serve_forever(dialect, region, host, port, list(faults), app_id, app_secret)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+# -- extensions ----------------------------------------------------------------------
+
+# Commands of installed extensions (entry points hr_gateway.extensions), e.g. ``sandbox``.
+add_extension_commands(main)
 
 
 if __name__ == "__main__":
