@@ -1,9 +1,9 @@
 """Adapter for the ``json-hmac`` bureau family (docs/dialects/json-hmac.md).
 
 JSON over POST, HMAC-SHA256 signed headers, ``{"code", "msg", "data"}`` envelopes,
-money in integer fen, dates as ``yyyyMMdd``, paged queries. Declarations and
-transfers in are decided at once by these bureaus; transfers out move through
-stages that are asked for by reference.
+money in integer fen, dates as ``yyyyMMdd``, paged queries. Declarations,
+transfers in and payment notices are decided at once by these bureaus; transfers
+out move through stages that are asked for by reference.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from ..http import RetryPolicy, UpstreamPolicy
 from ..models import (
     CarriedInsurance,
     ContributionMonth,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationChange,
     DeclarationLine,
     DeclarationLineResult,
@@ -67,6 +69,8 @@ TRANSFER_OUT_QUERY_PATH = "/api/v1/transfer/out/query"
 TRANSFER_IN_PATH = "/api/v1/transfer/in/submit"
 TRANSFER_IN_QUERY_PATH = "/api/v1/transfer/in/query"
 CONTRIBUTION_PATH = "/api/v1/contribution/query"
+PAYMENT_NOTIFY_PATH = "/api/v1/contribution/payment/notify"
+PAYMENT_QUERY_PATH = "/api/v1/contribution/payment/query"
 _JSON = {"Content-Type": "application/json"}
 
 _TYPE_TO_CODE: dict[InsuranceType, str] = {
@@ -89,6 +93,7 @@ _STAGE = {
 }
 _TRANSFER_IN_STATUS = {"ACCEPTED": "accepted", "REJECTED": "rejected"}
 _PAY_STATUS: dict[str, PaymentStatus] = {"1": "paid", "2": "late", "3": "unpaid"}
+_PAYMENT_STATUS = {"CONFIRMED": "confirmed", "REJECTED": "rejected"}
 
 _AUTH_CODES = frozenset({"1001", "1002", "1003", "1004"})
 # Which canonical field a business refusal is about, where the code says so.
@@ -165,6 +170,7 @@ class JsonHmacBureauAdapter(HttpAdapter):
             Capability.DECLARATION,
             Capability.TRANSFER_OUT,
             Capability.TRANSFER_IN,
+            Capability.CONTRIBUTION_PAYMENT,
         }
     )
     # These bureaus rate-limit with Retry-After and are slow at month end: a few
@@ -556,3 +562,56 @@ class JsonHmacBureauAdapter(HttpAdapter):
             if not count or seen >= total:
                 return months
             page += 1
+
+    # -- payment confirmation --------------------------------------------------------------
+
+    @staticmethod
+    def _payment_receipt(data: dict[str, Any]) -> ContributionPaymentReceipt:
+        status = _PAYMENT_STATUS.get(data["status"], "pending")
+        confirmed = status == "confirmed"
+        return ContributionPaymentReceipt(
+            reference=data["bizNo"],
+            bureau_reference=data.get("confirmNo") or None,
+            status=status,  # type: ignore[arg-type]
+            confirmed_amount=fen_to_yuan(int(data["confirmedAmount"])) if confirmed else None,
+            reason_code=data.get("reasonCode") or None,
+            reason_message=data.get("reasonMsg") or None,
+            confirmed_on=parse_date(data.get("confirmedAt")) if confirmed else None,
+        )
+
+    def _payment(self, response: httpx.Response) -> ContributionPaymentReceipt:
+        return self._parsed(response, "payment notice", self._payment_receipt)
+
+    async def notify_contribution_payment(
+        self, notice: ContributionPaymentNotice, *, context: CallContext
+    ) -> ContributionPaymentReceipt:
+        """Decided at once: ``confirmed``, or ``rejected`` with the bureau's ``25xx`` reason
+        (the bureau stores a refused notice too, so a lookup finds it)."""
+        body = msgspec.json.encode(
+            {
+                "bizNo": notice.reference,
+                "unitCode": notice.employer.uscc,
+                "unitName": notice.employer.name,
+                "period": to_yyyymm(notice.period),
+                "declareBizNo": notice.declaration_reference,
+                "payAmount": yuan_to_fen(notice.amount),
+                "paidDate": notice.paid_on.strftime("%Y%m%d"),
+                "bankSerialNo": notice.payment_reference,
+            }
+        )
+        return await send_at_most_once(
+            lambda: self.client.call(
+                "POST", PAYMENT_NOTIFY_PATH, self._payment, operation="contribution_payment.notify",
+                context=context, idempotent=False, content=body, headers=_JSON,
+            ),
+            lambda: self.find_contribution_payment(notice.reference, context=context),
+            reference=f"payment notice {notice.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_contribution_payment(
+        self, reference: str, *, context: CallContext
+    ) -> ContributionPaymentReceipt | None:
+        return await self._lookup(
+            PAYMENT_QUERY_PATH, {"bizNo": reference}, self._payment,
+            operation="contribution_payment.lookup", context=context,
+        )

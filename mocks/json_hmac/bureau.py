@@ -6,23 +6,29 @@ keeps all state in memory and can be started on port 0 inside a test.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 from mocks.faults import Fault, FaultKind
 from mocks.json_hmac import wire
 from mocks.json_hmac.signing import Verifier
-from mocks.json_hmac.store import Enrolment, Store, china_date
+from mocks.json_hmac.store import Enrolment, PaymentConfirmation, Store, china_date
 from mocks.json_hmac.wire import BureauError
-from mocks.resident_id import has_valid_check_digit
+from mocks.resident_id import has_valid_check_digit, mask
 from mocks.server import MockServer, Request, RequestKeys, Response
 
 DEFAULT_APP_ID = "hgw-sandbox"
 _REGION = re.compile(r"[0-9]{6}")
+# Corrections name statuses and insurance types in the gateway's words (or the wire's codes).
+_PAY_STATUS_CODES = {"paid": "1", "late": "2", "unpaid": "3"}
+_TYPE_CODES = {"pension": "110", "unemployment": "210", "medical": "310", "work_injury": "410", "maternity": "510"}
+_PERIOD = re.compile(r"([0-9]{4})-?(0[1-9]|1[0-2])")
 
 
 def sandbox_secret(region: str) -> str:
@@ -81,12 +87,51 @@ class JsonHmacBureau(MockServer):
             "/api/v1/transfer/in/submit": _Route("POST", signed=True, handler=self._transfer_in_submit),
             "/api/v1/transfer/in/query": _Route("POST", signed=True, handler=self._transfer_in_query),
             "/api/v1/contribution/query": _Route("POST", signed=True, handler=self._contribution_query),
+            "/api/v1/contribution/payment/notify": _Route("POST", signed=True, handler=self._payment_notify),
+            "/api/v1/contribution/payment/query": _Route("POST", signed=True, handler=self._payment_query),
         }
         super().__init__(host=host, port=port)
+        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
 
     def enrolments(self) -> list[Enrolment]:
         """The accepted enrolments, in acceptance order (unmasked: for in-process tests)."""
         return self._store.enrolments()
+
+    def contribution_payments(self) -> list[PaymentConfirmation]:
+        """Every payment notice as decided, in order of arrival (for in-process tests)."""
+        return self._store.payments()
+
+    def set_contribution_status(
+        self,
+        id_number: str,
+        period: str,
+        status: str,
+        insurance_type: str | None = None,
+        *,
+        paid_on: dt.date | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Correct a person's month as a bureau clerk would (e.g. a late payment made good).
+
+        ``period`` is ``YYYY-MM`` or ``yyyyMM``; ``status`` ``paid``, ``late`` or ``unpaid``;
+        ``insurance_type`` a type (``pension`` or ``110``…), or None for every type the
+        person holds that month; ``paid_on`` the date received (a date, ``YYYY-MM-DD`` or
+        ``yyyyMMdd``), by default the one on file or today. Returns the corrected months
+        in the wire's form; ``LookupError`` if the bureau holds no such person or month,
+        ``ValueError`` for a value it cannot read."""
+        if status not in _PAY_STATUS_CODES:
+            raise ValueError(f"status must be one of {sorted(_PAY_STATUS_CODES)}")
+        match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
+        if match is None:
+            raise ValueError("period must be YYYY-MM")
+        code = None
+        if insurance_type is not None:
+            code = _TYPE_CODES.get(insurance_type, insurance_type)
+            if code not in _TYPE_CODES.values():
+                raise ValueError(f"insurance_type must be one of {sorted(_TYPE_CODES)}")
+        months = self._store.set_contribution_status(
+            id_number, match.group(1) + match.group(2), _PAY_STATUS_CODES[status], code, _wire_date(paid_on)
+        )
+        return [month.to_wire() for month in months]
 
     def describe(self) -> str:
         line = f"json-hmac mock bureau, region {self.region}: {self.base_url} app_id={self.app_id}"
@@ -214,6 +259,37 @@ class JsonHmacBureau(MockServer):
             raise BureauError(wire.NO_SUCH_ENROLMENT)
         return wire.success(answer)
 
+    def _payment_notify(self, request: Request) -> Response:
+        notice = wire.parse_payment_notify(request.body)
+        return wire.success(self._store.notify_payment(notice, china_date(self._clock())))
+
+    def _payment_query(self, request: Request) -> Response:
+        answer = self._store.payment(wire.parse_biz_no_query(request.body))
+        if answer is None:
+            raise BureauError(wire.NO_SUCH_ENROLMENT)
+        return wire.success(answer)
+
+    # Control plane
+
+    def _correct_contributions(self, request: Request) -> Response:
+        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
+        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
+                raise ValueError("the body must be a JSON object with id_number, period and status")
+            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
+                raise ValueError("period and status must be strings")
+            months = self.set_contribution_status(
+                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
+                paid_on=body.get("paid_on"),
+            )  # fmt: skip
+        except LookupError as exc:
+            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except (ValueError, TypeError, RecursionError) as exc:
+            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
+
     def _contribution_query(self, request: Request) -> Response:
         query = wire.parse_contribution_query(request.body)
         if not has_valid_check_digit(query.id_number):
@@ -228,3 +304,19 @@ class JsonHmacBureau(MockServer):
                 "months": [month.to_wire() for month in months[first : first + query.page_size]],
             }
         )
+
+
+def _wire_date(value: dt.date | str | None) -> str | None:
+    """A date given as a date, ``YYYY-MM-DD`` or ``yyyyMMdd`` in the wire's ``yyyyMMdd``."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.strftime("%Y%m%d")
+    if not isinstance(value, str):
+        raise ValueError("paid_on must be a date")
+    for pattern in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(value, pattern).strftime("%Y%m%d")
+        except ValueError:
+            continue
+    raise ValueError("paid_on must be YYYY-MM-DD")

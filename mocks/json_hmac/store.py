@@ -1,5 +1,5 @@
 """The bureau's in-memory registry: insured persons, their records and monthly
-contributions, enrolments, declarations and transfers.
+contributions, enrolments, declarations, transfers and payment notices.
 
 One lock guards everything, so each operation (a query, an enrolment with its
 idempotency and duplicate checks, a declaration) is atomic even under concurrent
@@ -23,16 +23,22 @@ from typing import Any
 from mocks.json_hmac import wire
 from mocks.json_hmac.wire import (
     ALREADY_ACTIVE,
+    ALREADY_CONFIRMED,
+    AMOUNT_NOT_POSITIVE,
     BAD_CHECK_DIGIT,
+    DECLARATION_NOT_ACCEPTED,
     NAME_MISMATCH,
     NO_RECORD_TO_TRANSFER,
+    NO_SUCH_DECLARATION,
     NOT_INSURED_HERE,
+    NOT_THE_DECLARATION,
     OK,
     BureauError,
     ContributionQuery,
     DeclarationDetail,
     DeclarationSubmit,
     EnrolmentSubmit,
+    PaymentNotice,
     TransferInSubmit,
     TransferOutSubmit,
 )
@@ -44,6 +50,9 @@ TERMINATED = "3"
 TRANSFERRED_OUT = "4"
 
 PAID_ON_TIME = "1"
+PAID_LATE = "2"
+UNPAID = "3"
+PAY_STATUSES = frozenset({PAID_ON_TIME, PAID_LATE, UNPAID})
 
 # Transfer-out stages (the wire's words).
 SUBMITTED = "SUBMITTED"
@@ -207,16 +216,50 @@ def derived_months(record: Record) -> list[Month]:
 
 
 @dataclass(frozen=True)
+class PayableLine:
+    """An accepted line that makes contributions due: whose, of which types, on which base."""
+
+    id_number: str
+    insurance_types: tuple[str, ...]
+    base_amount: int
+
+
+@dataclass(frozen=True)
 class Declaration:
-    """A declaration as decided, kept for idempotency and declaration/query."""
+    """A declaration as decided, kept for idempotency, declaration/query and the
+    payment notices that confirm it."""
 
     biz_no: str
     unit_code: str
     answer: dict[str, Any]
     id_numbers: tuple[str, ...]
+    period: str = ""
+    payable: tuple[PayableLine, ...] = ()
 
     def masked(self) -> dict[str, Any]:
         return {**self.answer, "unitCode": self.unit_code, "idCardNos": [mask(i) for i in self.id_numbers]}
+
+
+@dataclass(frozen=True)
+class PaymentConfirmation:
+    """A payment notice as decided (confirmed or rejected), kept for idempotency and the query."""
+
+    notice: PaymentNotice
+    answer: dict[str, Any]
+
+    @property
+    def confirmed(self) -> bool:
+        return self.answer["status"] == "CONFIRMED"
+
+    def masked(self) -> dict[str, Any]:
+        """For the state dump (a notice carries no personal data)."""
+        return {
+            **self.answer,
+            "unitCode": self.notice.unit_code,
+            "payAmount": self.notice.pay_amount,
+            "paidDate": self.notice.paid_date,
+            "bankSerialNo": self.notice.bank_serial_no,
+        }
 
 
 @dataclass
@@ -319,6 +362,16 @@ def _replace_record(person: _Person, old: Record, **changes: Any) -> Record:
     return new
 
 
+def _put_month(person: _Person, month: Month) -> Month | None:
+    """Store ``month``, replacing the person's month of that period and type; the one replaced."""
+    for index, held in enumerate(person.months):
+        if held.period == month.period and held.insurance_type == month.insurance_type:
+            person.months[index] = month
+            return held
+    person.months.append(month)
+    return None
+
+
 def _latest(records: list[Record]) -> Record | None:
     """The active record if there is one, else the most recently started."""
     if not records:
@@ -353,6 +406,8 @@ class Store:
         self._declarations: dict[str, Declaration] = {}
         self._transfers_out: dict[str, TransferOut] = {}
         self._transfers_in: dict[str, TransferIn] = {}
+        self._payments: dict[str, PaymentConfirmation] = {}
+        self._confirmed_by: dict[str, str] = {}  # declaration bizNo -> the notice that confirmed it
         self._sequence = 0
         self._sequences: dict[str, int] = {}
         self.reset()
@@ -366,6 +421,8 @@ class Store:
             self._declarations = {}
             self._transfers_out = {}
             self._transfers_in = {}
+            self._payments = {}
+            self._confirmed_by = {}
             self._sequence = 0
             self._sequences = {}
 
@@ -462,8 +519,11 @@ class Store:
             if existing is not None:
                 return existing.answer
             results = []
+            payable: list[PayableLine] = []
             for detail in submit.details:
-                code = self._declare_line(submit, detail)
+                code, applied_to = self._declare_line(submit, detail)
+                if code == OK and detail.change_type != wire.CHANGE_LEAVE and detail.base_amount is not None:
+                    payable.append(PayableLine(detail.id_number, applied_to, detail.base_amount))
                 results.append(
                     {
                         "lineNo": detail.line_no,
@@ -487,6 +547,8 @@ class Store:
                 unit_code=submit.unit_code,
                 answer=answer,
                 id_numbers=tuple(detail.id_number for detail in submit.details),
+                period=submit.period,
+                payable=tuple(payable),
             )
             return answer
 
@@ -496,17 +558,18 @@ class Store:
             found = self._declarations.get(biz_no)
             return found.answer if found is not None else None
 
-    def _declare_line(self, submit: DeclarationSubmit, detail: DeclarationDetail) -> str:
-        """Apply one line; its result code (``0000`` when accepted)."""
+    def _declare_line(self, submit: DeclarationSubmit, detail: DeclarationDetail) -> tuple[str, tuple[str, ...]]:
+        """Apply one line: its result code (``0000`` when accepted) and the insurance
+        types it applied to (what a payment notice later marks paid)."""
         if not has_valid_check_digit(detail.id_number):
-            return BAD_CHECK_DIGIT
+            return BAD_CHECK_DIGIT, ()
         person = self._persons.get(detail.id_number)
         if person is not None and not person.answers_to(detail.name):
-            return NAME_MISMATCH
+            return NAME_MISMATCH, ()
         listed = set(detail.insurance_types)
         if detail.change_type == wire.CHANGE_NEW:
             if person is not None and any(r.status == ACTIVE and r.insurance_type in listed for r in person.records):
-                return ALREADY_ACTIVE
+                return ALREADY_ACTIVE, ()
             if person is None:
                 person = self._persons[detail.id_number] = _Person(names=[detail.name.strip()])
             assert detail.base_amount is not None  # the parser requires it for 01
@@ -540,14 +603,15 @@ class Store:
                             last_paid_period="",
                         )
                     )
-            return OK
+            return OK, detail.insurance_types
         here = [
             r
             for r in (person.records if person is not None else [])
             if r.status == ACTIVE and r.insurance_type in listed and r.unit_code == submit.unit_code
         ]
         if person is None or not here:
-            return NOT_INSURED_HERE
+            return NOT_INSURED_HERE, ()
+        applied_to = tuple(dict.fromkeys(r.insurance_type for r in here))
         for record in here:
             if detail.change_type == wire.CHANGE_LEAVE:
                 end_date = detail.leave_date or _last_day(submit.period)
@@ -555,7 +619,7 @@ class Store:
             elif detail.change_type == wire.CHANGE_BASE:
                 assert detail.base_amount is not None
                 _replace_record(person, record, base_amount=detail.base_amount)
-        return OK
+        return OK, applied_to
 
     # -- transfers out ------------------------------------------------------------------
 
@@ -743,6 +807,125 @@ class Store:
                 key=lambda m: (m.period, m.insurance_type),
             )
 
+    # -- payment confirmation -----------------------------------------------------------
+
+    def notify_payment(self, notice: PaymentNotice, decided_at: str) -> dict[str, Any]:
+        """Confirm or refuse a payment notice once per ``bizNo``; a repeat returns the stored answer."""
+        with self._lock:
+            self._advance()
+            existing = self._payments.get(notice.biz_no)
+            if existing is not None:
+                return existing.answer
+            declaration = self._declarations.get(notice.declare_biz_no)
+            reason = self._payment_refusal(notice, declaration)
+            answer: dict[str, Any] = {
+                "bizNo": notice.biz_no,
+                "confirmNo": self._next_number("P"),
+                "declareBizNo": notice.declare_biz_no,
+                "period": notice.period,
+                "status": "REJECTED" if reason else "CONFIRMED",
+                "confirmedAmount": 0 if reason else notice.pay_amount,
+                "confirmedAt": decided_at,
+                "reasonCode": reason,
+                "reasonMsg": wire.message(reason) if reason else "",
+            }
+            if not reason:
+                assert declaration is not None
+                self._mark_paid(declaration, notice.paid_date)
+                self._confirmed_by[declaration.biz_no] = notice.biz_no
+            self._payments[notice.biz_no] = PaymentConfirmation(notice, answer)
+            return answer
+
+    def _payment_refusal(self, notice: PaymentNotice, declaration: Declaration | None) -> str:
+        """Why the notice is refused (``""``: it is not), checked in the documented order."""
+        if notice.pay_amount <= 0:
+            return AMOUNT_NOT_POSITIVE
+        if declaration is None:
+            return NO_SUCH_DECLARATION
+        if declaration.unit_code != notice.unit_code or declaration.period != notice.period:
+            return NOT_THE_DECLARATION
+        if declaration.answer["status"] == "REJECTED":
+            return DECLARATION_NOT_ACCEPTED
+        if declaration.biz_no in self._confirmed_by:
+            return ALREADY_CONFIRMED
+        return ""
+
+    def _mark_paid(self, declaration: Declaration, paid_date: str) -> None:
+        """Every month the declaration made due becomes paid on time (the lock is held)."""
+        for line in declaration.payable:
+            person = self._persons.get(line.id_number)
+            if person is None:
+                continue
+            for insurance_type in line.insurance_types:
+                unit_rate, personal_rate = RATES[insurance_type]
+                paid = Month(
+                    period=declaration.period,
+                    insurance_type=insurance_type,
+                    pay_status=PAID_ON_TIME,
+                    unit_amount=contribution(line.base_amount, unit_rate),
+                    personal_amount=contribution(line.base_amount, personal_rate),
+                    paid_date=paid_date,
+                )
+                before = _put_month(person, paid)
+                record = _latest([r for r in person.records if r.insurance_type == insurance_type])
+                if record is None:
+                    continue
+                already_paid = before is not None and before.pay_status in (PAID_ON_TIME, PAID_LATE)
+                _replace_record(
+                    person,
+                    record,
+                    paid_months=record.paid_months + (0 if already_paid else 1),
+                    last_paid_period=max(record.last_paid_period, declaration.period),
+                )
+
+    def payment(self, biz_no: str) -> dict[str, Any] | None:
+        with self._lock:
+            self._advance()
+            found = self._payments.get(biz_no)
+            return found.answer if found is not None else None
+
+    def payments(self) -> list[PaymentConfirmation]:
+        """Every payment notice as decided, in order of arrival."""
+        with self._lock:
+            return list(self._payments.values())
+
+    # -- corrections by a bureau clerk --------------------------------------------------
+
+    def set_contribution_status(
+        self, id_number: str, period: str, pay_status: str, insurance_type: str | None, paid_date: str | None
+    ) -> list[Month]:
+        """Correct the ``payStatus`` of a person's month ``period`` (``yyyyMM``) of one type,
+        or of every type held that month (``insurance_type`` None); the corrected months.
+
+        A paid or late month keeps its ``paidDate`` unless ``paid_date`` is given, and one
+        that had none is dated today; an unpaid month has none. ``LookupError`` when the
+        bureau holds no such person or month."""
+        if pay_status not in PAY_STATUSES:
+            raise ValueError(f"payStatus must be one of {sorted(PAY_STATUSES)}")
+        with self._lock:
+            self._advance()
+            person = self._persons.get(id_number)
+            if person is None:
+                raise LookupError("the bureau holds no such person")
+            held = [
+                m
+                for m in person.months
+                if m.period == period and (insurance_type is None or m.insurance_type == insurance_type)
+            ]
+            if not held:
+                raise LookupError("the bureau holds no such month for this person")
+            today = china_date(self._clock())
+            corrected = []
+            for month in held:
+                if pay_status == UNPAID:
+                    date = ""
+                else:
+                    date = paid_date or month.paid_date or today
+                new = dataclasses.replace(month, pay_status=pay_status, paid_date=date)
+                _put_month(person, new)
+                corrected.append(new)
+            return sorted(corrected, key=lambda m: m.insurance_type)
+
     # -- control plane ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -753,6 +936,7 @@ class Store:
                 "declarations": [d.masked() for d in self._declarations.values()],
                 "transfersOut": [t.masked() for t in self._transfers_out.values()],
                 "transfersIn": [t.masked() for t in self._transfers_in.values()],
+                "payments": [p.masked() for p in self._payments.values()],
             }
 
     def _next_number(self, kind: str) -> str:

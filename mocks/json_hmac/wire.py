@@ -29,6 +29,12 @@ BAD_CHECK_DIGIT = "2003"
 NAME_MISMATCH = "2005"
 NO_SUCH_ENROLMENT = "2404"
 NO_RECORD_TO_TRANSFER = "3001"
+# Reasons a payment notice is refused (``reasonCode`` of a REJECTED notice).
+NO_SUCH_DECLARATION = "2501"
+DECLARATION_NOT_ACCEPTED = "2502"
+NOT_THE_DECLARATION = "2503"
+AMOUNT_NOT_POSITIVE = "2504"
+ALREADY_CONFIRMED = "2505"
 RATE_LIMITED = "4290"
 BUREAU_FAILURE = "5000"
 
@@ -61,6 +67,11 @@ _MESSAGES = {
     NAME_MISMATCH: "姓名与公民身份号码不符",
     NO_SUCH_ENROLMENT: "受理记录不存在",
     NO_RECORD_TO_TRANSFER: "转出地无该险种有效参保记录",
+    NO_SUCH_DECLARATION: "申报记录不存在",
+    DECLARATION_NOT_ACCEPTED: "申报未受理，不能确认缴费",
+    NOT_THE_DECLARATION: "缴费单位或所属期与申报不符",
+    AMOUNT_NOT_POSITIVE: "缴费金额必须大于零",
+    ALREADY_CONFIRMED: "该申报已由其他缴费通知确认",
     RATE_LIMITED: "请求过于频繁，请稍后重试",
     BUREAU_FAILURE: "系统繁忙，请稍后重试",
 }
@@ -72,6 +83,7 @@ _PERIOD = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 _REGION = re.compile(r"[0-9]{6}")
 MAX_DECLARATION_LINES = 500
 MAX_TRANSFER_NO = 64
+MAX_BANK_SERIAL_NO = 64
 
 CHANGE_NEW = "01"
 CHANGE_LEAVE = "02"
@@ -450,3 +462,38 @@ def parse_contribution_query(body: bytes) -> ContributionQuery:
         raise BureauError(MALFORMED, "startPeriod is after endPeriod")
     name = _text(obj, "name") if "name" in obj else None
     return ContributionQuery(_id_number(obj), name, start, end, page_no, page_size)
+
+
+# -- payment confirmation ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentNotice:
+    biz_no: str
+    unit_code: str
+    unit_name: str
+    period: str
+    declare_biz_no: str
+    pay_amount: int
+    paid_date: str
+    bank_serial_no: str
+
+
+def parse_payment_notify(body: bytes) -> PaymentNotice:
+    obj = body_object(body)
+    declare_biz_no = _text(obj, "declareBizNo")
+    if not _BIZ_NO.fullmatch(declare_biz_no):
+        raise BureauError(MALFORMED, "declareBizNo must be 8 to 40 characters [0-9A-Za-z-]")
+    bank_serial_no = _text(obj, "bankSerialNo")
+    if len(bank_serial_no) > MAX_BANK_SERIAL_NO:
+        raise BureauError(MALFORMED, f"bankSerialNo is at most {MAX_BANK_SERIAL_NO} characters")
+    return PaymentNotice(
+        biz_no=_biz_no(obj),
+        unit_code=_text(obj, "unitCode"),
+        unit_name=_text(obj, "unitName"),
+        period=_period(obj, "period"),
+        declare_biz_no=declare_biz_no,
+        pay_amount=_integer(obj, "payAmount"),
+        paid_date=_date(obj, "paidDate"),
+        bank_serial_no=bank_serial_no,
+    )
