@@ -106,7 +106,7 @@ def _summary(report: Mapping[str, Any]) -> str:
         shown = "".join(
             f'<td class="num"><span class="note">{escape(key.rsplit(".", 1)[-1].replace("_", " "))}</span> '
             f'<strong data-key="{escape(key)}">{escape(_count(value))}</strong>'
-            f'{"" if key.startswith("sample.") else _share(value, rows)}</td>'
+            f"{'' if key.startswith('sample.') else _share(value, rows)}</td>"
             for key, value in cells
         )
         padding = "<td></td>" * (len(REPLAY_OUTCOMES) - len(cells))
@@ -171,7 +171,9 @@ def _rules(rules: Iterable[Any]) -> str:
         '<span style="background:#d68910"></span>warning (the row is replayed; check it)</p>'
     )
     blocks = []
-    ordered = sorted(rules, key=lambda rule: (_int(rule.get("level")), -_int(rule.get("count")), _text(rule.get("rule"))))
+    ordered = sorted(
+        rules, key=lambda rule: (_int(rule.get("level")), -_int(rule.get("count")), _text(rule.get("rule")))
+    )
     for rule in ordered:
         code = _text(rule.get("rule"))
         severity = _text(rule.get("severity"))
@@ -179,26 +181,30 @@ def _rules(rules: Iterable[Any]) -> str:
         count = rule.get("count")
         header = (
             f'<h3 id="rule-{escape(_token(code))}"><code>{escape(code)}</code> — {escape(_text(rule.get("title"), ""))}</h3>'
-            f'<p>Level {escape(_text(rule.get("level")))}, '
+            f"<p>Level {escape(_text(rule.get('level')))}, "
             f'<span class="severity-{escape(_token(severity))}">{escape(severity)}</span>: '
             f'<strong data-key="count">{escape(_count(count))}</strong> finding(s)'
-            + (f"; {len(examples)} example(s) below" if examples and isinstance(count, int) and count > len(examples) else "")
+            + (
+                f"; {len(examples)} example(s) below"
+                if examples and isinstance(count, int) and count > len(examples)
+                else ""
+            )
             + ".</p>"
         )
         rows = "".join(
             "<tr>"
             f'<td class="num">{escape(_text(example.get("row")))}</td>'
-            f'<td>{escape(_text(example.get("column")))}</td>'
-            f'<td>{escape(_text(example.get("field")))}</td>'
+            f"<td>{escape(_text(example.get('column')))}</td>"
+            f"<td>{escape(_text(example.get('field')))}</td>"
             f"{_value_cell(example.get('value'))}"
-            f'<td>{escape(_text(example.get("message")))}</td>'
+            f"<td>{escape(_text(example.get('message')))}</td>"
             f'<td class="num">{escape(_text(example.get("related_row")))}</td>'
             "</tr>"
             for example in examples
         )
         table = (
             f'<table class="examples" data-rule="{escape(code)}"><tr><th class="num">row</th><th>column</th>'
-            "<th>field</th><th>value (masked)</th><th>message</th><th class=\"num\">related row</th></tr>"
+            '<th>field</th><th>value (masked)</th><th>message</th><th class="num">related row</th></tr>'
             f"{rows}</table>"
             if examples
             else ""
@@ -244,8 +250,7 @@ def _sample(sample: Mapping[str, Any]) -> str:
             f"<div><h4>Canonical record</h4>{right}</div></div></div>"
         )
     return (
-        '<section id="sample">\n<h2>Review sample</h2>\n'
-        f"{intro}\n{strata_table}\n" + "\n".join(cards) + "\n</section>"
+        f'<section id="sample">\n<h2>Review sample</h2>\n{intro}\n{strata_table}\n' + "\n".join(cards) + "\n</section>"
     )
 
 
@@ -254,8 +259,8 @@ def _sign_off(sign_off: Any, run: Mapping[str, Any]) -> str:
         note = sign_off.get("note")
         body = (
             '<p class="callout ok" data-key="signed">Signed off by '
-            f'<strong>{escape(_text(sign_off.get("reviewer")))}</strong> at '
-            f'<time>{escape(_text(sign_off.get("at")))}</time>.</p>'
+            f"<strong>{escape(_text(sign_off.get('reviewer')))}</strong> at "
+            f"<time>{escape(_text(sign_off.get('at')))}</time>.</p>"
             + (f"<p>Note: {escape(_text(note))}</p>" if note else "")
         )
     else:
@@ -278,13 +283,15 @@ def _replay(report: Mapping[str, Any]) -> str:
         rows = "".join(
             "<tr>"
             f'<td><span class="outcome outcome-{escape(_token(_text(group.get("outcome"))))}">'
-            f'{escape(_text(group.get("outcome")))}</span></td>'
+            f"{escape(_text(group.get('outcome')))}</span></td>"
             f'<td class="mono">{escape(_text(group.get("code")))}</td>'
-            f'<td>{escape(_text(group.get("message")))}</td>'
+            f"<td>{escape(_text(group.get('message')))}</td>"
             f'<td class="num">{escape(_count(group.get("count")))}</td>'
-            f'<td>{escape(", ".join(_text(row) for row in group.get("examples") or []) or _MISSING)}</td>'
+            f"<td>{escape(', '.join(_text(row) for row in group.get('examples') or []) or _MISSING)}</td>"
             "</tr>"
-            for group in sorted(groups, key=lambda group: (_outcome_order(group.get("outcome")), -_int(group.get("count"))))
+            for group in sorted(
+                groups, key=lambda group: (_outcome_order(group.get("outcome")), -_int(group.get("count")))
+            )
         )
         table = (
             '<table class="replay"><tr><th>outcome</th><th>bureau code</th><th>bureau message</th>'

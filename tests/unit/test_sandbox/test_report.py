@@ -205,7 +205,7 @@ def _parse(page: str) -> _Collector:
 
 
 def _section(page: str, section_id: str) -> str:
-    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.S)
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, re.DOTALL)
     assert match, f"section {section_id} missing"
     return match.group(1)
 
@@ -223,8 +223,18 @@ def test_every_section_is_present_and_self_contained() -> None:
 def test_header_names_run_file_mapping_and_times() -> None:
     page = render_html(_report())
     header = page[page.index('<header id="run">') : page.index("</header>")]
-    for text in ("mig_4f2a9c0d1e", "employees.csv", "gbk", "mapping.toml", "2026-11-22T08:00:00Z",
-                 "2026-11-22T08:03:25Z", "3 min 25 s", "20261122", "200 / 4", "1,234"):
+    for text in (
+        "mig_4f2a9c0d1e",
+        "employees.csv",
+        "gbk",
+        "mapping.toml",
+        "2026-11-22T08:00:00Z",
+        "2026-11-22T08:03:25Z",
+        "3 min 25 s",
+        "20261122",
+        "200 / 4",
+        "1,234",
+    ):
         assert text in header, text
     assert 'class="status status-completed">completed<' in header
 
@@ -249,14 +259,14 @@ def test_summary_counts_come_from_the_dict() -> None:
 def test_rules_are_grouped_with_their_examples_and_charted() -> None:
     page = render_html(_report())
     rules = _section(page, "rules")
-    blocks = dict(re.findall(r'<div class="rule" data-rule="([^"]+)">(.*?)</div>', rules, re.S))
+    blocks = dict(re.findall(r'<div class="rule" data-rule="([^"]+)">(.*?)</div>', rules, re.DOTALL))
     assert set(blocks) == {"invalid_id_number", "duplicate_id", "ragged_row", "base_out_of_range"}
     assert 'data-key="count">57<' in blocks["invalid_id_number"]
     assert "4401**********0214" in blocks["invalid_id_number"]
     assert "check digit does not match" in blocks["invalid_id_number"]
     assert "身份证号" in blocks["invalid_id_number"]
     # the related row of a cross-row conflict is shown next to the row it was found on
-    assert re.search(r'<td class="num">230</td>.*<td class="num">77</td>', blocks["duplicate_id"], re.S)
+    assert re.search(r'<td class="num">230</td>.*<td class="num">77</td>', blocks["duplicate_id"], re.DOTALL)
     assert 'class="severity-warning">warning<' in blocks["base_out_of_range"]
     # level 1 rules come before level 2 ones
     assert rules.index('data-rule="ragged_row"><h3') < rules.index('data-rule="invalid_id_number"><h3')
@@ -275,9 +285,9 @@ def test_rules_are_grouped_with_their_examples_and_charted() -> None:
 
 def test_sample_shows_source_and_canonical_side_by_side_with_differences_highlighted() -> None:
     sample = _section(render_html(_report()), "sample")
-    card = re.search(r'<div class="sample-item" data-row="2">(.*?)</div></div></div>', sample, re.S).group(1)
-    source = re.search(r'<table class="source">(.*?)</table>', card, re.S).group(1)
-    canonical = re.search(r'<table class="canonical">(.*?)</table>', card, re.S).group(1)
+    card = re.search(r'<div class="sample-item" data-row="2">(.*?)</div></div></div>', sample, re.DOTALL).group(1)
+    source = re.search(r'<table class="source">(.*?)</table>', card, re.DOTALL).group(1)
+    canonical = re.search(r'<table class="canonical">(.*?)</table>', card, re.DOTALL).group(1)
     assert "430100/passed" in card
     # unchanged values are plain, converted ones highlighted on both sides
     assert '<th>姓名</th><td class="value">王*</td>' in source
@@ -304,9 +314,9 @@ def test_sign_off_status() -> None:
 
 def test_replay_outcomes_with_bureau_codes_and_example_rows() -> None:
     replay = _section(render_html(_report()), "replay")
-    rows = re.findall(r"<tr><td><span class=\"outcome outcome-([a-z_]+)\">.*?</tr>", replay, re.S)
+    rows = re.findall(r"<tr><td><span class=\"outcome outcome-([a-z_]+)\">.*?</tr>", replay, re.DOTALL)
     assert rows == ["accepted", "rejected", "transfer_required", "upstream_unavailable"]
-    rejected = re.search(r"outcome-rejected.*?</tr>", replay, re.S).group(0)
+    rejected = re.search(r"outcome-rejected.*?</tr>", replay, re.DOTALL).group(0)
     assert "2005" in rejected and "name does not match the bureau&#x27;s records" in rejected
     assert '<td class="num">31</td>' in rejected and "18, 96" in rejected
     assert 'data-key="replay-total.not_replayed">133<' in replay
