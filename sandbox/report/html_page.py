@@ -9,6 +9,7 @@ stylesheet and the chart (SVG) are inline.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
@@ -21,6 +22,8 @@ __all__ = ["render_html"]
 LEVEL_TITLES = {1: "Level 1 — field mapping", 2: "Level 2 — data logic", 3: "Level 3 — sampled review"}
 REPLAY_OUTCOMES = ("accepted", "rejected", "transfer_required", "upstream_unavailable", "not_replayed")
 _MISSING = "—"
+# Lone surrogates stand for bytes a file's encoding could not decode; UTF-8 cannot carry them.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -35,13 +38,14 @@ def render_html(report: Mapping[str, Any]) -> str:
         _sign_off(report.get("sign_off"), run),
         _replay(report),
     ]
-    return (
+    page = (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>Migration report {escape(run_id)}</title>\n"
         f"<style>{STYLESHEET}</style>\n</head>\n<body>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
     )
+    return _SURROGATES.sub("\ufffd", page)
 
 
 # -- sections -------------------------------------------------------------------------

@@ -379,3 +379,13 @@ def test_json_is_exactly_the_report_dict() -> None:
     assert report == original
     assert "身份证号".encode() in body, "non-ASCII text stays readable"
     assert list(json.loads(body)) == ["run", "summary", "rules", "sample", "sign_off", "replay"]
+
+
+def test_undecodable_bytes_in_a_message_do_not_break_either_rendering() -> None:
+    report = _report()
+    report["rules"][2]["examples"][0]["message"] = "row 9: bytes \udcb2\udcbb cannot be decoded as gbk"
+    page = render_html(report)
+    page.encode("utf-8")
+    assert "bytes \ufffd\ufffd cannot" in page
+    document = json.loads(render_json(report))
+    assert document["rules"][2]["examples"][0]["message"] == "row 9: bytes \ufffd\ufffd cannot be decoded as gbk"
