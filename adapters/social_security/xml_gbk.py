@@ -38,15 +38,12 @@ from ..errors import (
     UpstreamServerError,
 )
 from ..exactly_once import send_at_most_once
-from ..values import format_yuan as format_money
-from ..values import parse_yuan as parse_money
-from ..values import parse_yyyymm as parse_period
-from ..values import period_slices
-from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
     CarriedInsurance,
     ContributionMonth,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationChange,
     DeclarationLine,
     DeclarationLineResult,
@@ -66,6 +63,11 @@ from ..models import (
     TransferOutSubmission,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
+from ..values import format_yuan as format_money
+from ..values import parse_yuan as parse_money
+from ..values import parse_yyyymm as parse_period
+from ..values import period_slices
+from ..values import to_yyyymm as to_wire_period
 
 __all__ = [
     "GATEWAY_PATH",
@@ -108,8 +110,16 @@ _LINE_STATUS = {"1": "accepted", "0": "rejected"}
 _TRANSFER_STAGE = {"1": "submitted", "2": "source_reviewed", "3": "funds_transferred", "9": "rejected"}
 _TRANSFER_IN_STATUS = {"1": "accepted", "9": "rejected"}
 
-# Which canonical field a business refusal is about.
-_REJECTION_FIELDS = {"B001": "insurance_types", "B003": "id_number", "B005": "name"}
+# Which canonical field a business refusal is about (B008..B012: a payment notice's).
+_REJECTION_FIELDS = {
+    "B001": "insurance_types",
+    "B003": "id_number",
+    "B005": "name",
+    "B008": "declaration_reference",
+    "B009": "declaration_reference",
+    "B011": "amount",
+    "B012": "declaration_reference",
+}
 # Which canonical field a request element carries (for values GBK cannot encode).
 _FIELD_OF_ELEMENT = {
     "IdNo": "id_number",
@@ -119,6 +129,8 @@ _FIELD_OF_ELEMENT = {
     "ToRegion": "to_region",
     "FromRegion": "from_region",
     "SourceTransferNo": "source_reference",
+    "DeclBizNo": "declaration_reference",
+    "BankSerialNo": "payment_reference",
 }
 
 #: The bureau refuses a Q002 range wider than this; longer ranges are asked in slices.
@@ -210,6 +222,7 @@ class XmlGbkBureauAdapter(HttpAdapter):
             Capability.DECLARATION,
             Capability.TRANSFER_OUT,
             Capability.TRANSFER_IN,
+            Capability.CONTRIBUTION_PAYMENT,
         }
     )
     # A busy bureau answers S503 (HTTP 503) with Retry-After and applies nothing, so a
@@ -799,6 +812,65 @@ class XmlGbkBureauAdapter(HttpAdapter):
         try:
             return await self._exchange(
                 "T004", body, self._transfer_in_receipt_for(reference), operation="transfer_in.lookup",
+                context=context, idempotent=True,
+            )
+        except UpstreamNotFound:
+            return None
+
+
+    # -- payment notices (P001 / P002) ---------------------------------------------------
+
+    @staticmethod
+    def _payment_receipt_for(reference: str) -> Callable[[ET.Element], ContributionPaymentReceipt]:
+        def receipt(body: ET.Element) -> ContributionPaymentReceipt:
+            _check_reference(body, reference, "payment notice")
+            amount = parse_money(_required(body, "ConfirmAmount"))
+            return ContributionPaymentReceipt(
+                reference=reference,
+                bureau_reference=_required(body, "ConfirmNo"),
+                status="confirmed",
+                confirmed_amount=amount,
+                confirmed_on=parse_date(_text(body, "ConfirmDate")),
+            )
+
+        return receipt
+
+    async def notify_contribution_payment(
+        self, notice: ContributionPaymentNotice, *, context: CallContext
+    ) -> ContributionPaymentReceipt:
+        """The bureau decides at once: ``confirmed``, or a ``BusinessRejection`` with its
+        ``B008``..``B012`` (it stores nothing for a refused notice, so a lookup of one
+        finds nothing and the notice may be sent again once the cause is fixed)."""
+        body = _element(
+            "Body",
+            [
+                ("BizNo", notice.reference),
+                ("UnitCode", notice.employer.uscc),
+                ("UnitName", notice.employer.name),
+                ("Period", to_wire_period(notice.period)),
+                ("DeclBizNo", notice.declaration_reference),
+                ("PayAmount", format_money(notice.amount)),
+                ("PayDate", notice.paid_on.isoformat()),
+                ("BankSerialNo", notice.payment_reference),
+            ],
+        )
+        self._check_encodable(body)
+        return await send_at_most_once(
+            lambda: self._exchange(
+                "P001", body, self._payment_receipt_for(notice.reference), operation="contribution_payment.notify",
+                context=context, idempotent=False,
+            ),
+            lambda: self.find_contribution_payment(notice.reference, context=context),
+            reference=f"payment notice {notice.reference}", upstream=self.name, rounds=self.max_submit_rounds,
+        )
+
+    async def find_contribution_payment(
+        self, reference: str, *, context: CallContext
+    ) -> ContributionPaymentReceipt | None:
+        body = _element("Body", [("BizNo", reference)])
+        try:
+            return await self._exchange(
+                "P002", body, self._payment_receipt_for(reference), operation="contribution_payment.lookup",
                 context=context, idempotent=True,
             )
         except UpstreamNotFound:

@@ -6,7 +6,9 @@ keeps all state in memory and can be started on port 0 inside a test.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
+import json
 import re
 import threading
 import time
@@ -17,11 +19,11 @@ from http import HTTPStatus
 from xml.etree.ElementTree import Element
 
 from mocks.faults import Fault, FaultKind
-from mocks.resident_id import has_valid_check_digit
+from mocks.resident_id import has_valid_check_digit, mask
 from mocks.server import MockServer, Request, RequestKeys, Response
 from mocks.xml_gbk import wire
 from mocks.xml_gbk.sessions import Sessions
-from mocks.xml_gbk.store import Enrolment, Store
+from mocks.xml_gbk.store import Enrolment, Payment, Store
 from mocks.xml_gbk.wire import BureauError
 
 GATEWAY_PATH = "/si/gateway"
@@ -30,6 +32,10 @@ DEFAULT_TOKEN_TTL = 600.0
 # The bureau keeps China Standard Time (no DST), which dates acceptances.
 _CHINA = timezone(timedelta(hours=8))
 _REGION = re.compile(r"[0-9]{6}")
+# Corrections name statuses and insurance types in the gateway's words (or the wire's codes).
+_PAY_STATUS_CODES = {"paid": wire.PAID, "late": wire.PAID_LATE, "unpaid": wire.UNPAID}
+_TYPE_CODES = {"pension": "110", "unemployment": "210", "medical": "310", "work_injury": "410", "maternity": "510"}
+_PERIOD = re.compile(r"([0-9]{4})-?(0[1-9]|1[0-2])")
 
 
 def sandbox_password(region: str) -> str:
@@ -73,7 +79,7 @@ class XmlGbkBureau(MockServer):
 
     Faults: a fault's route may be ``*``, the path ``/si/gateway`` (every
     transaction), or a TransCode such as ``E001`` (only that transaction; the
-    request log records it as ``operation``; D001..T004 alike). ``rate_limit`` answers ``S503`` with
+    request log records it as ``operation``; D001..P002 alike). ``rate_limit`` answers ``S503`` with
     HTTP 503 and ``Retry-After`` (this dialect's busy signal), ``error`` answers
     ``S999`` with the fault's HTTP status; neither applies anything. ``drop_after``
     applies the transaction (an ``E001`` enrols, a ``D001`` declares, a ``T001`` applies)
@@ -131,8 +137,11 @@ class XmlGbkBureau(MockServer):
             wire.T002: self._t002,
             wire.T003: self._t003,
             wire.T004: self._t004,
+            wire.P001: self._p001,
+            wire.P002: self._p002,
         }
         super().__init__(host=host, port=port)
+        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
 
     @property
     def app_id(self) -> str:
@@ -155,6 +164,52 @@ class XmlGbkBureau(MockServer):
     def enrolments(self) -> list[Enrolment]:
         """The accepted enrolments, in acceptance order (unmasked: for in-process tests)."""
         return self._store.enrolments()
+
+    def contribution_payments(self) -> list[Payment]:
+        """Every confirmed payment notice, in order (unmasked: for in-process tests)."""
+        return self._store.payments()
+
+    def set_contribution_status(
+        self,
+        id_number: str,
+        period: str,
+        status: str,
+        insurance_type: str | None = None,
+        *,
+        paid_on: dt.date | str | None = None,
+    ) -> list[dict[str, str]]:
+        """Correct a person's month as a bureau clerk would (e.g. a late payment made good).
+
+        ``period`` is ``YYYY-MM`` or ``yyyyMM``; ``status`` ``paid``, ``late`` or ``unpaid``;
+        ``insurance_type`` a type (``pension`` or ``110``…), or None for every type the
+        person holds that month; ``paid_on`` the date received (a date or ``YYYY-MM-DD``),
+        by default the one on file or today. Returns the corrected months as their
+        ``Q002`` elements would read; ``LookupError`` if the bureau holds no such person
+        or month, ``ValueError`` for a value it cannot read."""
+        if status not in _PAY_STATUS_CODES:
+            raise ValueError(f"status must be one of {sorted(_PAY_STATUS_CODES)}")
+        match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
+        if match is None:
+            raise ValueError("period must be YYYY-MM")
+        code = None
+        if insurance_type is not None:
+            code = _TYPE_CODES.get(insurance_type, insurance_type)
+            if code not in _TYPE_CODES.values():
+                raise ValueError(f"insurance_type must be one of {sorted(_TYPE_CODES)}")
+        months = self._store.set_contribution_status(
+            id_number, match.group(1) + match.group(2), _PAY_STATUS_CODES[status], code, _iso_date(paid_on)
+        )
+        return [
+            {
+                "Period": m.period,
+                "InsType": m.ins_type,
+                "PayStatus": m.pay_status,
+                "EmployerAmount": wire.money(m.employer_amount),
+                "PersonalAmount": wire.money(m.personal_amount),
+                "PaidDate": m.paid_date,
+            }
+            for m in months
+        ]
 
     def describe(self) -> str:
         line = f"xml-gbk mock bureau, region {self.region}: {self.base_url}{GATEWAY_PATH} user_id={self.user_id}"
@@ -305,3 +360,49 @@ class XmlGbkBureau(MockServer):
         if transfer is None:
             raise BureauError(wire.NO_SUCH_BUSINESS)
         return transfer.answer()
+
+    def _p001(self, body: Element) -> Element:
+        return self._store.notify_payment(wire.parse_payment_notice(body)).answer()
+
+    def _p002(self, body: Element) -> Element:
+        payment = self._store.payment(wire.parse_biz_no_query(body))
+        if payment is None:
+            raise BureauError(wire.NO_SUCH_BUSINESS)
+        return payment.answer()
+
+    # Control plane
+
+    def _correct_contributions(self, request: Request) -> Response:
+        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
+        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
+                raise ValueError("the body must be a JSON object with id_number, period and status")
+            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
+                raise ValueError("period and status must be strings")
+            months = self.set_contribution_status(
+                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
+                paid_on=body.get("paid_on"),
+            )  # fmt: skip
+        except LookupError as exc:
+            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except (ValueError, TypeError, RecursionError) as exc:
+            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
+
+
+def _iso_date(value: dt.date | str | None) -> str | None:
+    """A date given as a date, ``YYYY-MM-DD`` or ``yyyyMMdd`` in the wire's ``yyyy-MM-dd``."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        raise ValueError("paid_on must be a date")
+    for pattern in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(value, pattern).date().isoformat()
+        except ValueError:
+            continue
+    raise ValueError("paid_on must be YYYY-MM-DD")

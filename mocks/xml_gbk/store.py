@@ -1,5 +1,6 @@
 """The bureau's in-memory registry: insured persons, their records and monthly
-contributions, accepted enrolments, declarations and transfers out and in.
+contributions, accepted enrolments, declarations, transfers out and in, and
+confirmed payment notices.
 
 One lock guards everything, so each operation (a query, an enrolment with its
 idempotency and refusal checks, a whole declaration) is atomic even under
@@ -24,6 +25,8 @@ from mocks.resident_id import has_valid_check_digit, mask
 from mocks.xml_gbk.wire import (
     ACTIVE,
     ALREADY_ACTIVE,
+    ALREADY_CONFIRMED,
+    AMOUNT_NOT_POSITIVE,
     BAD_CHECK_DIGIT,
     CHANGE_BASE,
     CHANGE_LEAVE,
@@ -31,6 +34,7 @@ from mocks.xml_gbk.wire import (
     DECL_ACCEPTED,
     DECL_PARTIAL,
     DECL_REJECTED,
+    DECLARATION_REFUSED,
     IN_ACCEPTED,
     IN_REFUSED,
     INSURANCE_NAMES,
@@ -39,8 +43,12 @@ from mocks.xml_gbk.wire import (
     LINE_REFUSED,
     MESSAGES,
     NAME_MISMATCH,
+    NO_SUCH_DECLARATION,
     NOT_INSURED_HERE,
+    NOT_THE_DECLARATION,
     NOTHING_TO_TRANSFER,
+    PAID,
+    PAID_LATE,
     STAGE_FUNDS_TRANSFERRED,
     STAGE_REJECTED,
     STAGE_REVIEWED,
@@ -48,10 +56,12 @@ from mocks.xml_gbk.wire import (
     SUSPENDED,
     TERMINATED,
     TRANSFERRED_OUT,
+    UNPAID,
     BureauError,
     DeclarationLine,
     DeclarationRequest,
     EnrolmentRequest,
+    PaymentNotice,
     TransferInRequest,
     TransferOutRequest,
     TransferQuery,
@@ -67,6 +77,9 @@ _FEN = Decimal("0.01")
 # Base x rate x PaidMonths (documented in docs/dialects/xml-gbk.md).
 PERSONAL_RATES = {"110": Decimal("0.08"), "310": Decimal("0.02"), "210": Decimal("0.005"),
                   "410": Decimal("0"), "510": Decimal("0")}
+# The unit's rates, for the months a confirmed payment notice marks paid (P001).
+UNIT_RATES = {"110": Decimal("0.16"), "310": Decimal("0.08"), "210": Decimal("0.005"),
+              "410": Decimal("0.002"), "510": Decimal("0.008")}
 
 
 def _china_date(at: float) -> str:
@@ -242,10 +255,12 @@ class Store:
         self._declarations: dict[str, Declaration] = {}
         self._transfers_out: dict[str, TransferOut] = {}
         self._transfers_in: dict[str, TransferIn] = {}
+        self._payments: dict[str, Payment] = {}
         self._sequence = 0
         self._declaration_sequence = 0
         self._transfer_out_sequence = 0
         self._transfer_in_sequence = 0
+        self._payment_sequence = 0
         self.reset()
 
     def reset(self) -> None:
@@ -257,10 +272,12 @@ class Store:
             self._declarations = {}
             self._transfers_out = {}
             self._transfers_in = {}
+            self._payments = {}
             self._sequence = 0
             self._declaration_sequence = 0
             self._transfer_out_sequence = 0
             self._transfer_in_sequence = 0
+            self._payment_sequence = 0
 
     def _person(self, id_number: str, name: str) -> _Person | None:
         """The person on file (caller holds the lock); unknown numbers have no name to check."""
@@ -358,7 +375,13 @@ class Store:
             existing = self._declarations.get(request.biz_no)
             if existing is not None:
                 return existing
-            results = tuple(self._declare_line(request, line) for line in request.lines)
+            decided = [(line, *self._declare_line(request, line)) for line in request.lines]
+            results = tuple(result for _, result, _ in decided)
+            payable = tuple(
+                PayableLine(line.id_number, applied_to, line.base)
+                for line, result, applied_to in decided
+                if result.status == LINE_ACCEPTED and line.change_type != CHANGE_LEAVE and line.base is not None
+            )
             accepted = sum(1 for result in results if result.status == LINE_ACCEPTED)
             status = DECL_ACCEPTED if accepted == len(results) else DECL_REJECTED if accepted == 0 else DECL_PARTIAL
             self._declaration_sequence += 1
@@ -370,6 +393,7 @@ class Store:
                 unit_code=request.unit_code,
                 period=request.period,
                 results=results,
+                payable=payable,
             )
             self._declarations[request.biz_no] = declaration
             return declaration
@@ -379,17 +403,19 @@ class Store:
             self._advance()
             return self._declarations.get(biz_no)
 
-    def _declare_line(self, request: DeclarationRequest, line: DeclarationLine) -> LineResult:
+    def _declare_line(self, request: DeclarationRequest, line: DeclarationLine) -> tuple[LineResult, tuple[str, ...]]:
+        """Decide and apply one line: its result and the insurance types it applied to
+        (what a payment notice later marks paid)."""
         if not has_valid_check_digit(line.id_number):
-            return LineResult.refused(line.line_no, BAD_CHECK_DIGIT)
+            return LineResult.refused(line.line_no, BAD_CHECK_DIGIT), ()
         person = self._persons.get(line.id_number)
         if person is not None and not person.answers_to(line.name):
-            return LineResult.refused(line.line_no, NAME_MISMATCH)
+            return LineResult.refused(line.line_no, NAME_MISMATCH), ()
         if line.change_type == CHANGE_NEW:
             if person is not None and any(
                 r.status == ACTIVE and r.ins_type in line.insurance_types for r in person.records
             ):
-                return LineResult.refused(line.line_no, ALREADY_ACTIVE)
+                return LineResult.refused(line.line_no, ALREADY_ACTIVE), ()
             if person is None:
                 person = self._persons[line.id_number] = _Person(names=[line.name.strip()])
             assert line.base is not None  # the wire parser requires it for a new hire
@@ -402,7 +428,7 @@ class Store:
                 person.records.append(
                     Record(ins_type, ACTIVE, request.unit_code, request.unit_name, begin_date, "", 0, line.base, "")
                 )
-            return LineResult.accepted(line.line_no)
+            return LineResult.accepted(line.line_no), line.insurance_types
         here = [
             index
             for index, record in enumerate(person.records if person is not None else [])
@@ -410,8 +436,9 @@ class Store:
             and record.unit_code == request.unit_code
         ]
         if not here:
-            return LineResult.refused(line.line_no, NOT_INSURED_HERE)
+            return LineResult.refused(line.line_no, NOT_INSURED_HERE), ()
         assert person is not None
+        applied_to = tuple(dict.fromkeys(person.records[index].ins_type for index in here))
         for index in here:
             record = person.records[index]
             if line.change_type == CHANGE_LEAVE:
@@ -420,7 +447,7 @@ class Store:
                 assert line.base is not None
                 person.records[index] = dataclasses.replace(record, base=line.base)
             # CHANGE_CONTINUE: contributions simply go on; nothing on file changes.
-        return LineResult.accepted(line.line_no)
+        return LineResult.accepted(line.line_no), applied_to
 
     # Transfers out (转出)
 
@@ -548,6 +575,112 @@ class Store:
             self._advance()
             return self._transfers_in.get(biz_no)
 
+    # Payment notices (缴费到账通知)
+
+    def notify_payment(self, notice: PaymentNotice) -> Payment:
+        """Confirm a payment notice once per ``BizNo`` (a repeat answers the confirmation);
+        a refusal raises its ``BureauError`` and stores nothing."""
+        with self._lock:
+            self._advance()
+            existing = self._payments.get(notice.biz_no)
+            if existing is not None:
+                return existing
+            declaration = self._declarations.get(notice.decl_biz_no)
+            if notice.pay_amount <= 0:
+                raise BureauError(AMOUNT_NOT_POSITIVE)
+            if declaration is None:
+                raise BureauError(NO_SUCH_DECLARATION)
+            if declaration.unit_code != notice.unit_code or declaration.period != notice.period:
+                raise BureauError(NOT_THE_DECLARATION)
+            if declaration.status == DECL_REJECTED:
+                raise BureauError(DECLARATION_REFUSED)
+            if any(p.decl_biz_no == declaration.biz_no for p in self._payments.values()):
+                raise BureauError(ALREADY_CONFIRMED)
+            self._mark_paid(declaration, notice.pay_date)
+            self._payment_sequence += 1
+            payment = Payment(
+                biz_no=notice.biz_no,
+                confirm_no=f"{self._region}-P-{self._payment_sequence:06d}",
+                decl_biz_no=declaration.biz_no,
+                decl_no=declaration.decl_no,
+                amount=notice.pay_amount,
+                confirm_date=_china_date(self._clock()),
+                unit_code=notice.unit_code,
+                period=notice.period,
+                pay_date=notice.pay_date,
+                bank_serial_no=notice.bank_serial_no,
+            )
+            self._payments[notice.biz_no] = payment
+            return payment
+
+    def _mark_paid(self, declaration: Declaration, pay_date: str) -> None:
+        """Every month the declaration made due becomes paid on time (lock held)."""
+        for line in declaration.payable:
+            person = self._persons.get(line.id_number)
+            if person is None:
+                continue
+            for ins_type in line.insurance_types:
+                month = Month(
+                    period=declaration.period,
+                    ins_type=ins_type,
+                    pay_status=PAID,
+                    employer_amount=(line.base * UNIT_RATES[ins_type]).quantize(_FEN, ROUND_HALF_UP),
+                    personal_amount=(line.base * PERSONAL_RATES[ins_type]).quantize(_FEN, ROUND_HALF_UP),
+                    paid_date=pay_date,
+                )
+                before = _put_month(person, month)
+                index = _latest(person, ins_type, (ACTIVE,))
+                if index is None:
+                    index = _latest(person, ins_type, (SUSPENDED, TERMINATED, TRANSFERRED_OUT))
+                if index is None:
+                    continue
+                record = person.records[index]
+                newly_paid = before is None or before.pay_status not in (PAID, PAID_LATE)
+                person.records[index] = dataclasses.replace(
+                    record,
+                    paid_months=record.paid_months + (1 if newly_paid else 0),
+                    last_paid_period=max(record.last_paid_period, declaration.period),
+                )
+
+    def payment(self, biz_no: str) -> Payment | None:
+        with self._lock:
+            return self._payments.get(biz_no)
+
+    def payments(self) -> list[Payment]:
+        """Every confirmed payment notice, in order of confirmation."""
+        with self._lock:
+            return list(self._payments.values())
+
+    # Corrections by a bureau clerk
+
+    def set_contribution_status(
+        self, id_number: str, period: str, pay_status: str, ins_type: str | None, paid_date: str | None
+    ) -> list[Month]:
+        """Correct the ``PayStatus`` of a person's month ``period`` (``yyyyMM``) of one type,
+        or of every type held that month (``ins_type`` None); the corrected months.
+
+        A paid or late month keeps its ``PaidDate`` unless ``paid_date`` is given, and one
+        that had none is dated today; an unpaid month has none. ``LookupError`` when the
+        bureau holds no such person or month."""
+        if pay_status not in (PAID, PAID_LATE, UNPAID):
+            raise ValueError("PayStatus must be 1, 2 or 3")
+        with self._lock:
+            self._advance()
+            person = self._persons.get(id_number)
+            if person is None:
+                raise LookupError("the bureau holds no such person")
+            held = [m for m in person.months if m.period == period and ins_type in (None, m.ins_type)]
+            if not held:
+                raise LookupError("the bureau holds no such month for this person")
+            today = _china_date(self._clock())
+            corrected = []
+            for month in held:
+                date = "" if pay_status == UNPAID else paid_date or month.paid_date or today
+                new = dataclasses.replace(month, pay_status=pay_status, paid_date=date)
+                _put_month(person, new)
+                corrected.append(new)
+            return sorted(corrected, key=lambda m: m.ins_type)
+
     # For the control plane and in-process tests
 
     def masked_state(self) -> dict[str, Any]:
@@ -558,6 +691,7 @@ class Store:
                 "declarations": [d.masked() for d in self._declarations.values()],
                 "transfers_out": [t.masked() for t in self._transfers_out.values()],
                 "transfers_in": [t.masked() for t in self._transfers_in.values()],
+                "payments": [p.masked() for p in self._payments.values()],
             }
 
 
@@ -565,6 +699,16 @@ def _latest(person: _Person, ins_type: str, statuses: tuple[str, ...]) -> int | 
     """The index of the person's latest record (by begin date) of ``ins_type`` in one of ``statuses``."""
     found = [i for i, r in enumerate(person.records) if r.ins_type == ins_type and r.status in statuses]
     return max(found, key=lambda i: person.records[i].begin_date) if found else None
+
+
+def _put_month(person: _Person, month: Month) -> Month | None:
+    """Store ``month``, replacing the person's month of that period and type; the one replaced."""
+    for index, held in enumerate(person.months):
+        if held.period == month.period and held.ins_type == month.ins_type:
+            person.months[index] = month
+            return held
+    person.months.append(month)
+    return None
 
 
 def _reactivate(person: _Person, index: int, unit_code: str, unit_name: str, base: Decimal) -> None:
@@ -606,8 +750,18 @@ class LineResult:
 
 
 @dataclass(frozen=True)
+class PayableLine:
+    """An accepted line that makes contributions due: whose, of which types, on which base."""
+
+    id_number: str
+    insurance_types: tuple[str, ...]
+    base: Decimal
+
+
+@dataclass(frozen=True)
 class Declaration:
-    """A decided declaration, kept for idempotency and ``D002``."""
+    """A decided declaration, kept for idempotency, ``D002`` and the payment notice
+    that confirms it."""
 
     biz_no: str
     decl_no: str
@@ -616,6 +770,7 @@ class Declaration:
     unit_code: str
     period: str
     results: tuple[LineResult, ...]
+    payable: tuple[PayableLine, ...] = ()
 
     def answer(self) -> Element:
         """The ``Body`` of a successful ``D001`` or ``D002``."""
@@ -743,4 +898,45 @@ class TransferIn:
             "IdNo": mask(self.id_number),
             "FromRegion": self.from_region,
             "SourceTransferNo": self.source_transfer_no,
+        }
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A confirmed payment notice, kept for idempotency and ``P002``."""
+
+    biz_no: str
+    confirm_no: str
+    decl_biz_no: str
+    decl_no: str
+    amount: Decimal
+    confirm_date: str
+    unit_code: str
+    period: str
+    pay_date: str
+    bank_serial_no: str
+
+    def answer(self) -> Element:
+        """The ``Body`` of a successful ``P001`` or ``P002``."""
+        body = Element("Body")
+        add_leaf(body, "BizNo", self.biz_no)
+        add_leaf(body, "ConfirmNo", self.confirm_no)
+        add_leaf(body, "DeclNo", self.decl_no)
+        add_leaf(body, "ConfirmAmount", money(self.amount))
+        add_leaf(body, "ConfirmDate", self.confirm_date)
+        return body
+
+    def masked(self) -> dict[str, Any]:
+        """For the state dump (a notice carries no personal data)."""
+        return {
+            "BizNo": self.biz_no,
+            "ConfirmNo": self.confirm_no,
+            "DeclBizNo": self.decl_biz_no,
+            "DeclNo": self.decl_no,
+            "UnitCode": self.unit_code,
+            "Period": self.period,
+            "ConfirmAmount": money(self.amount),
+            "PayDate": self.pay_date,
+            "ConfirmDate": self.confirm_date,
+            "BankSerialNo": self.bank_serial_no,
         }

@@ -35,6 +35,12 @@ NAME_MISMATCH = "B005"
 NOT_INSURED_HERE = "B006"
 NOTHING_TO_TRANSFER = "B007"
 NO_SUCH_BUSINESS = "B404"
+# Refusals of a payment notice (P001).
+NO_SUCH_DECLARATION = "B008"
+DECLARATION_REFUSED = "B009"
+NOT_THE_DECLARATION = "B010"
+AMOUNT_NOT_POSITIVE = "B011"
+ALREADY_CONFIRMED = "B012"
 
 HTTP_STATUS = {
     OK: HTTPStatus.OK,
@@ -49,6 +55,11 @@ HTTP_STATUS = {
     NOT_INSURED_HERE: HTTPStatus.OK,
     NOTHING_TO_TRANSFER: HTTPStatus.OK,
     NO_SUCH_BUSINESS: HTTPStatus.OK,
+    NO_SUCH_DECLARATION: HTTPStatus.OK,
+    DECLARATION_REFUSED: HTTPStatus.OK,
+    NOT_THE_DECLARATION: HTTPStatus.OK,
+    AMOUNT_NOT_POSITIVE: HTTPStatus.OK,
+    ALREADY_CONFIRMED: HTTPStatus.OK,
 }
 
 MESSAGES = {
@@ -64,11 +75,17 @@ MESSAGES = {
     NOT_INSURED_HERE: "该单位无此人有效参保记录",
     NOTHING_TO_TRANSFER: "无可转出的参保记录",
     NO_SUCH_BUSINESS: "业务记录不存在",
+    NO_SUCH_DECLARATION: "申报记录不存在",
+    DECLARATION_REFUSED: "申报不予受理，不能确认缴费",
+    NOT_THE_DECLARATION: "缴费单位或所属期与申报不符",
+    AMOUNT_NOT_POSITIVE: "缴费金额必须大于零",
+    ALREADY_CONFIRMED: "该申报已确认缴费",
 }
 
 LOGIN, Q001, Q002, E001, E002 = "LOGIN", "Q001", "Q002", "E001", "E002"
 D001, D002, T001, T002, T003, T004 = "D001", "D002", "T001", "T002", "T003", "T004"
-TRANS_CODES = frozenset({LOGIN, Q001, Q002, E001, E002, D001, D002, T001, T002, T003, T004})
+P001, P002 = "P001", "P002"
+TRANS_CODES = frozenset({LOGIN, Q001, Q002, E001, E002, D001, D002, T001, T002, T003, T004, P001, P002})
 INSURANCE_TYPES = frozenset({"110", "210", "310", "410", "510"})
 INSURANCE_NAMES = {"110": "养老保险", "210": "失业保险", "310": "医疗保险", "410": "工伤保险", "510": "生育保险"}
 ACTIVE, SUSPENDED, TERMINATED, TRANSFERRED_OUT = "参保缴费", "暂停缴费", "终止参保", "已转出"
@@ -93,6 +110,8 @@ _REQUEST_TIME = re.compile(r"[0-9]{14}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PERIOD = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 _MONEY = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
+_SIGNED_MONEY = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]{2}")
+MAX_BANK_SERIAL_NO = 64
 _LINE_NO = re.compile(r"[1-9][0-9]{0,5}")
 _MONTHS = re.compile(r"0|[1-9][0-9]{0,3}")
 _REGION_CODE = re.compile(r"[0-9]{6}")
@@ -597,4 +616,39 @@ def parse_transfer_in(body: Element, own_region: str) -> TransferInRequest:
         from_region=_other_region(body, "FromRegion", own_region),
         source_transfer_no=required_text(body, "SourceTransferNo"),
         carried=tuple(items),
+    )
+
+
+@dataclass(frozen=True)
+class PaymentNotice:
+    biz_no: str
+    unit_code: str
+    unit_name: str
+    period: str
+    decl_biz_no: str
+    pay_amount: Decimal
+    """May be zero or negative: the bureau refuses that with B011, not S400."""
+    pay_date: str
+    bank_serial_no: str
+
+
+def parse_payment_notice(body: Element) -> PaymentNotice:
+    decl_biz_no = required_text(body, "DeclBizNo")
+    if not _BIZ_NO.fullmatch(decl_biz_no):
+        malformed("DeclBizNo must be 8 to 40 characters [0-9A-Za-z-]")
+    amount = required_text(body, "PayAmount")
+    if not _SIGNED_MONEY.fullmatch(amount):
+        malformed("PayAmount must be yuan with two decimal places")
+    bank_serial_no = required_text(body, "BankSerialNo")
+    if len(bank_serial_no) > MAX_BANK_SERIAL_NO:
+        malformed(f"BankSerialNo is at most {MAX_BANK_SERIAL_NO} characters")
+    return PaymentNotice(
+        biz_no=_biz_no(body),
+        unit_code=required_text(body, "UnitCode"),
+        unit_name=required_text(body, "UnitName"),
+        period=_period(body, "Period"),
+        decl_biz_no=decl_biz_no,
+        pay_amount=Decimal(amount),
+        pay_date=_date(body, "PayDate"),
+        bank_serial_no=bank_serial_no,
     )
