@@ -1,3 +1,5 @@
 """Built-in ERP adapters, one module per ERP protocol (the ERP API adds them)."""
 
-__all__: list[str] = []
+from .odata import ODataErpAdapter
+
+__all__ = ["ODataErpAdapter"]
