@@ -45,6 +45,10 @@ FORMATS: dict[str, SourceFormat] = {
 }
 
 _SAMPLE_BYTES = 256 * 1024
+# Lines of the sample that may hold undecodable bytes before the declared encoding is
+# taken to be wrong for the whole file (rather than a few damaged rows).
+_TOLERATED_BAD_LINES = 2
+_TOLERATED_BAD_SHARE = 0.05
 # What ``surrogateescape`` turns undecodable bytes into.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 # Columns sampled from the first JSON lines (later lines may add optional keys).
@@ -185,6 +189,25 @@ def _decodes(sample: bytes, encoding: str, complete: bool) -> bool:
     return True
 
 
+def _wrong_encoding(sample: bytes, codec: str, complete: bool) -> str | None:
+    """Why the declared codec is wrong for the file as a whole, or ``None``.
+
+    A few lines with bad bytes are row problems (reported per row); many are the wrong
+    encoding. GBK-family decoders read most UTF-8 text without an error (as nonsense),
+    so UTF-8 declared as GBK is recognised by the sample being valid UTF-8 instead.
+    """
+    if codec in ("gbk", "gb18030", "gb2312", "cp936") and not sample.isascii() and _decodes(sample, "utf-8", complete):
+        return "the file is UTF-8, not GBK"
+    text = codecs.getincrementaldecoder(codec)(errors="surrogateescape").decode(sample, final=complete)
+    lines = text.splitlines()
+    if not complete and len(lines) > 1:
+        lines.pop()  # may be cut short by the sample's end
+    bad = sum(1 for line in lines if _UNDECODABLE.search(line))
+    if bad > max(_TOLERATED_BAD_LINES, len(lines) * _TOLERATED_BAD_SHARE):
+        return f"{bad} of the first {len(lines)} lines do not decode"
+    return None
+
+
 def _resolve_encoding(path: Path, declared: str | None) -> str:
     with open(path, "rb") as stream:
         sample = stream.read(_SAMPLE_BYTES)
@@ -196,11 +219,11 @@ def _resolve_encoding(path: Path, declared: str | None) -> str:
             raise SourceError(f"unknown encoding {declared!r}", file=path.name) from None
         if codec == "utf-8" and sample.startswith(codecs.BOM_UTF8):
             return "utf-8-sig"
-        if not _decodes(sample, declared, complete):
-            # The declared encoding is wrong for the file as a whole, not for one row.
+        problem = _wrong_encoding(sample, codec, complete)
+        if problem is not None:
             guess = detect_encoding(sample, complete=complete)
-            hint = f"; it looks like {guess}" if guess else ""
-            raise SourceError(f"the file does not decode as the declared encoding {declared!r}{hint}", file=path.name)
+            hint = f"; it looks like {guess}" if guess and codecs.lookup(guess).name != codec else ""
+            raise SourceError(f"{problem} (declared encoding {declared!r}){hint}", file=path.name)
         return declared
     detected = detect_encoding(sample, complete=complete)
     if detected is None:
