@@ -1,3 +1,5 @@
 """Built-in bank adapters, one module per bank protocol (the payments API adds them)."""
 
-__all__: list[str] = []
+from .openbanking import OpenBankingBankAdapter
+
+__all__: list[str] = ["OpenBankingBankAdapter"]
