@@ -13,13 +13,16 @@ from litestar.openapi.spec import Components, SecurityScheme
 from . import __version__
 from .api.contribution_status import ContributionStatusController
 from .api.dependencies import dependencies
+from .api.erp import ErpController
 from .api.exceptions import exception_handlers
 from .api.middleware import RequestContextMiddleware
+from .api.payments import AccountsController, PaymentsController
 from .api.policy import PolicyController
 from .api.slow_work import DeclarationsController, TerminationsController, TransfersController
 from .api.social_security import SocialSecurityController
 from .api.system import AdaptersController, AuditController, HealthController
 from .api.webhooks import WebhooksController
+from .api.workflows import ContributionRunsController, ReimbursementsController
 from .auth.middleware import AuthenticationMiddleware
 from .config import Settings, UpstreamSettings
 from .encryption.middleware import JweMiddleware
@@ -64,7 +67,8 @@ def create_app(
         route_handlers=[
             HealthController, SocialSecurityController, DeclarationsController, TransfersController,
             TerminationsController, ContributionStatusController, PolicyController,
-            AdaptersController, AuditController, WebhooksController,
+            AdaptersController, AuditController, WebhooksController, PaymentsController, AccountsController,
+            ErpController, ContributionRunsController, ReimbursementsController,
         ],
         lifespan=[lifespan],
         # Installed extensions (entry points hr_gateway.extensions) add their routes and lifespan.

@@ -62,6 +62,9 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_concurrency: int = 8
     webhook_poll_seconds: float = 1.0
+    #: How long after a contribution run's payment deadline each escalation level
+    #: (``contribution_run.overdue`` with ``level`` 1, 2, 3) is raised if the run is unfinished.
+    escalation_delays_seconds: tuple[float, ...] = (0.0, 86400.0, 172800.0)
     #: Let live endpoints point at loopback/private/link-local addresses (on-premises receivers).
     webhook_allow_private_urls: bool = False
 
@@ -136,6 +139,9 @@ def load_settings(path: str | Path) -> Settings:
         webhook_concurrency=int(webhooks.get("concurrency", 8)),
         webhook_poll_seconds=float(webhooks.get("poll_seconds", 1.0)),
         webhook_allow_private_urls=bool(webhooks.get("allow_private_urls", False)),
+        escalation_delays_seconds=tuple(
+            float(h) * 3600 for h in raw.get("contribution_runs", {}).get("escalation_hours", (0, 24, 48))
+        ),
     )
 
 

@@ -75,6 +75,22 @@ CATALOGUE: dict[str, ProblemType] = {
     "same_region": ProblemType(422, "A transfer needs two different regions"),
     "transfer_in_progress": ProblemType(409, "A transfer of this person out of this region is already in progress"),
     "not_acceptable": ProblemType(406, "The resource is not available in a requested media type"),
+    # payments, ERP documents, contribution runs, reimbursements
+    "unknown_bank": ProblemType(422, "No bank adapter instance has this name for this key's environment"),
+    "unknown_erp": ProblemType(422, "No ERP adapter instance has this name for this key's environment"),
+    "unknown_debtor_account": ProblemType(422, "The account is not one the gateway may pay from at this bank"),
+    "invalid_account_number": ProblemType(422, "The account number is not a valid IBAN, card or account number"),
+    "invalid_bank_code": ProblemType(422, "The bank code is not a valid CNAPS code or BIC"),
+    "unsupported_currency": ProblemType(422, "Only CNY is supported"),
+    "voucher_unbalanced": ProblemType(422, "The voucher's debits do not equal its credits"),
+    "invalid_voucher_line": ProblemType(422, "A voucher line must have exactly one of debit and credit above zero"),
+    "cost_center_required": ProblemType(422, "No cost centre was given and the ERP has none for this employer"),
+    "capability_unsupported": ProblemType(422, "The upstream cannot do what this request needs"),
+    "contribution_run_in_progress": ProblemType(
+        409, "A contribution run for this employer, region and period is already running"
+    ),
+    "reimbursement_not_blocked": ProblemType(409, "Only a blocked reimbursement can be checked again"),
+    "invalid_date_range": ProblemType(422, "The date range is empty, reversed or too long"),
     # webhooks
     "invalid_webhook_url": ProblemType(422, "The webhook URL is not an absolute http(s) URL the gateway can use"),
     "webhook_url_not_allowed": ProblemType(422, "The webhook URL is not allowed in this environment"),

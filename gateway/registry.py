@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Literal
 
-from adapters import ENTRY_POINT_GROUP, Adapter, AdapterConfig, BureauAdapter, Capability
+from adapters import ENTRY_POINT_GROUP, Adapter, AdapterConfig, BankAdapter, BureauAdapter, Capability, ErpAdapter
 from adapters.http import CallObserver
 
 from .config import ConfigError, UpstreamSettings
@@ -57,6 +57,17 @@ class UpstreamSet:
         if bureau is None or (capability is not None and capability not in bureau.capabilities):
             return None
         return bureau
+
+    def bank(self, name: str) -> BankAdapter | None:
+        adapter = self.adapters.get(name)
+        return adapter if adapter is not None and adapter.kind == "bank" else None  # type: ignore[return-value]
+
+    def erp(self, name: str) -> ErpAdapter | None:
+        adapter = self.adapters.get(name)
+        return adapter if adapter is not None and adapter.kind == "erp" else None  # type: ignore[return-value]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for name, adapter in self.adapters.items() if adapter.kind == kind)
 
     def regions(self, capability: Capability | None = None) -> list[str]:
         return sorted(r for r in self.bureaus if self.bureau_for(r, capability) is not None)

@@ -24,8 +24,32 @@ from .encryption import FieldCipher, Keyring
 from .idempotency import IdempotencyStore
 from .registry import Upstreams, build_upstream_set
 from .sandbox import SandboxMocks
-from .services import DeclarationService, EnrolmentService, TerminationService, TransferService
-from .store import create_engine, declarations, enrolments, terminations, transfers, upgrade
+from .services import (
+    ApprovalService,
+    BudgetService,
+    ContributionRunService,
+    DeclarationService,
+    EnrolmentService,
+    PaymentService,
+    ReimbursementService,
+    StatementService,
+    TerminationService,
+    TransferService,
+    VoucherService,
+)
+from .store import (
+    contribution_runs,
+    create_engine,
+    declarations,
+    enrolments,
+    erp_approvals,
+    erp_vouchers,
+    payments,
+    reimbursements,
+    terminations,
+    transfers,
+    upgrade,
+)
 from .webhooks import Dispatcher, RetrySchedule, WebhookService
 from .workers import Job, Poller
 
@@ -54,6 +78,13 @@ class Gateway:
     declarations: DeclarationService = field(init=False)
     terminations: TerminationService = field(init=False)
     transfers: TransferService = field(init=False)
+    payments: PaymentService = field(init=False)
+    statements: StatementService = field(init=False)
+    approvals: ApprovalService = field(init=False)
+    vouchers: VoucherService = field(init=False)
+    budgets: BudgetService = field(init=False)
+    contribution_runs: ContributionRunService = field(init=False)
+    reimbursements: ReimbursementService = field(init=False)
     poller: Poller = field(init=False)
     webhook_dispatcher: Dispatcher = field(init=False)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
@@ -125,6 +156,20 @@ class Gateway:
         self.transfers = TransferService(
             self.engine, self.cipher, search_deadline=s.search_deadline, **slow_work  # type: ignore[arg-type]
         )
+        # Banks and ERPs, and the workflows over them.
+        self.payments = PaymentService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
+        self.statements = StatementService(self.engine, self.cipher)
+        self.approvals = ApprovalService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
+        self.vouchers = VoucherService(self.engine, self.cipher, **slow_work)  # type: ignore[arg-type]
+        self.budgets = BudgetService()
+        self.reimbursements = ReimbursementService(
+            self.engine, self.cipher, payments=self.payments, search_deadline=s.search_deadline, **slow_work  # type: ignore[arg-type]
+        )
+        self.contribution_runs = ContributionRunService(
+            self.engine, self.cipher, declarations=self.declarations, approvals=self.approvals,
+            payments=self.payments, vouchers=self.vouchers, escalation_delays=s.escalation_delays_seconds,
+            **slow_work,  # type: ignore[arg-type]
+        )
         self.poller = Poller(
             self.engine,
             [
@@ -132,6 +177,11 @@ class Gateway:
                 Job("declaration", declarations, self.declarations.advance),
                 Job("termination", terminations, self.terminations.advance),
                 Job("transfer", transfers, self.transfers.advance),
+                Job("payment", payments, self.payments.advance),
+                Job("erp_approval", erp_approvals, self.approvals.advance),
+                Job("erp_voucher", erp_vouchers, self.vouchers.advance),
+                Job("contribution_run", contribution_runs, self.contribution_runs.advance),
+                Job("reimbursement", reimbursements, self.reimbursements.advance),
             ],
             interval=s.worker_interval_seconds,
         )

@@ -8,12 +8,22 @@ import functools
 import re
 from decimal import Decimal, InvalidOperation
 
+from stdnum import bic, iban, luhn
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
 
 from .errors import ProblemError
 
-__all__ = ["check_amount", "check_date", "check_id_number", "check_region", "check_uscc"]
+__all__ = [
+    "check_account_number",
+    "check_amount",
+    "check_bank_code",
+    "check_currency",
+    "check_date",
+    "check_id_number",
+    "check_region",
+    "check_uscc",
+]
 
 _REGION = re.compile(r"\d{6}")
 
@@ -87,4 +97,40 @@ def check_amount(value: Decimal, field: str, *, positive: bool = True, maximum: 
 def check_date(value: dt.date, field: str, *, earliest: dt.date, latest: dt.date) -> dt.date:
     if not earliest <= value <= latest:
         raise ProblemError("invalid_date", f"{field}: must be between {earliest} and {latest}", field=field)
+    return value
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def check_account_number(value: str, field: str) -> str:
+    """An IBAN (``stdnum.iban``), a UnionPay card number (16–19 digits starting 62,
+    Luhn-checked with ``stdnum.luhn``) or a domestic settlement account number (8–30
+    digits: Chinese banks publish no check digit for these, so only the form is
+    checked). Spaces are removed; the message never repeats the number."""
+    compact = value.replace(" ", "").upper()
+    if compact[:2].isalpha():
+        if iban.is_valid(compact):
+            return compact
+        raise ProblemError("invalid_account_number", f"{field}: not a valid IBAN", field=field)
+    if not _DIGITS.fullmatch(compact) or not 8 <= len(compact) <= 30:
+        raise ProblemError(
+            "invalid_account_number", f"{field}: an account number is 8 to 30 digits, or an IBAN", field=field
+        )
+    if compact.startswith("62") and 16 <= len(compact) <= 19 and not luhn.is_valid(compact):
+        raise ProblemError("invalid_account_number", f"{field}: the card number's check digit is wrong", field=field)
+    return compact
+
+
+def check_bank_code(value: str, field: str) -> str:
+    """A 12-digit CNAPS bank code (大额支付系统行号) or a BIC (``stdnum.bic``)."""
+    compact = value.replace(" ", "").upper()
+    if (len(compact) == 12 and compact.isdigit()) or (not compact.isdigit() and bic.is_valid(compact)):
+        return compact
+    raise ProblemError("invalid_bank_code", f"{field}: neither a 12-digit CNAPS code nor a valid BIC", field=field)
+
+
+def check_currency(value: str, field: str) -> str:
+    if value != "CNY":
+        raise ProblemError("unsupported_currency", f"{field}: only CNY is supported, got {value!r}", field=field)
     return value

@@ -291,3 +291,284 @@ class TerminationOut(msgspec.Struct):
     error: dict[str, str | None] | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+# -- payments and accounts ----------------------------------------------------------
+
+UpstreamName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=100, description="An adapter instance name, as listed by GET /v1/adapters")
+]
+AccountNumber = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=40, description="A bank account or card number, or an IBAN (PII)")
+]
+BankCode = Annotated[str, msgspec.Meta(min_length=1, max_length=11, description="A 12-digit CNAPS code or a BIC")]
+PaymentPurpose = Literal["reimbursement", "social_security_contribution", "other"]
+
+
+class AccountPartyIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    account: AccountNumber
+    bank_code: Annotated[str, msgspec.Meta(min_length=1, max_length=12, description="A 12-digit CNAPS code or a BIC")]
+
+
+class PaymentIn(msgspec.Struct, forbid_unknown_fields=True):
+    bank: UpstreamName
+    debtor_account: AccountNumber
+    creditor: AccountPartyIn
+    amount: Amount
+    currency: Annotated[str, msgspec.Meta(min_length=1, max_length=3, description="Only CNY")]
+    purpose: PaymentPurpose
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=140, description="Shown to the creditor")]
+
+
+class MaskedAccountParty(msgspec.Struct):
+    name_masked: str
+    account_masked: str
+    bank_code: str
+
+
+class PaymentRejection(msgspec.Struct):
+    reason: str
+    upstream_code: str | None
+    upstream_message: str | None
+
+
+class PaymentOut(msgspec.Struct):
+    id: str
+    status: Literal["pending", "submitted", "accepted", "settled", "rejected"]
+    bank: str
+    debtor: MaskedAccountParty
+    creditor: MaskedAccountParty
+    amount: Decimal
+    currency: str
+    purpose: PaymentPurpose
+    reference: str
+    upstream_reference: str
+    bank_reference: str | None
+    rejection: PaymentRejection | None
+    settled_on: dt.date | None
+    origin: dict[str, str] | None
+    timeline: list[TimelineEntry]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class AccountOut(msgspec.Struct):
+    id: str
+    bank: str
+    name: str
+    account_masked: str
+    bank_code: str
+    currency: str
+    statements: bool
+
+
+class StatementEntryOut(msgspec.Struct):
+    entry_reference: str
+    booked_on: dt.date
+    value_on: dt.date | None
+    amount: Decimal
+    currency: str
+    direction: Literal["credit", "debit"]
+    status: Literal["booked", "pending"]
+    reference: str | None
+    payment_id: str | None
+    counterparty_name_masked: str | None
+    counterparty_account_masked: str | None
+    remittance: str | None
+    bank_transaction_code: str | None
+
+
+class StatementOut(msgspec.Struct):
+    account_id: str
+    bank: str
+    currency: str
+    from_date: dt.date
+    to_date: dt.date
+    opening_balance: Decimal | None
+    closing_balance: Decimal | None
+    entries: list[StatementEntryOut]
+    reconciled: int
+    unreconciled: int
+
+
+# -- ERP ------------------------------------------------------------------------------
+
+CostCenter = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class AttachmentIn(msgspec.Struct, forbid_unknown_fields=True):
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z_]+$")]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the document")]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class ApprovalIn(msgspec.Struct, forbid_unknown_fields=True):
+    erp: UpstreamName
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[a-z_]+$")]
+    amount: Amount
+    cost_center: CostCenter
+    period: Period
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    attachments: Annotated[list[AttachmentIn], msgspec.Meta(max_length=20)] = []
+
+
+class BudgetComparison(msgspec.Struct):
+    budget: Decimal
+    committed: Decimal
+    requested: Decimal
+    remaining: Decimal
+
+
+class ApprovalOut(msgspec.Struct):
+    id: str
+    status: Literal["submitting", "pending", "approved", "rejected"]
+    erp: str
+    kind: str
+    amount: Decimal
+    cost_center: str
+    period: str
+    reference: str
+    upstream_reference: str
+    document_number: str | None
+    budget: BudgetComparison | None
+    decided_on: dt.date | None
+    rejection: dict[str, str | None] | None
+    attachments: list[AttachmentIn]
+    origin: dict[str, str] | None
+    timeline: list[TimelineEntry]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class VoucherLineIn(msgspec.Struct, forbid_unknown_fields=True):
+    account: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    debit: Amount = Decimal("0")
+    credit: Amount = Decimal("0")
+    cost_center: CostCenter | None = None
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class VoucherIn(msgspec.Struct, forbid_unknown_fields=True):
+    erp: UpstreamName
+    date: dt.date
+    lines: Annotated[list[VoucherLineIn], msgspec.Meta(min_length=2, max_length=500)]
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    description: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    attachments: Annotated[list[AttachmentIn], msgspec.Meta(max_length=20)] = []
+
+
+class VoucherOut(msgspec.Struct):
+    id: str
+    status: Literal["submitting", "pending", "posted", "rejected"]
+    erp: str
+    date: dt.date
+    lines: list[VoucherLineIn]
+    total: Decimal
+    reference: str
+    upstream_reference: str
+    document_number: str | None
+    posted_on: dt.date | None
+    rejection: dict[str, str | None] | None
+    attachments: list[AttachmentIn]
+    origin: dict[str, str] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BudgetOut(msgspec.Struct):
+    erp: str
+    cost_center: str
+    period: str
+    currency: str
+    budget: Decimal
+    committed: Decimal
+    remaining: Decimal
+
+
+# -- contribution runs and reimbursements ---------------------------------------------
+
+
+class ContributionRunIn(msgspec.Struct, forbid_unknown_fields=True):
+    employer: EmployerIn
+    region: RegionCode
+    period: Period
+    lines: Annotated[list[DeclarationLineIn], msgspec.Meta(min_length=1, max_length=1000)]
+    erp: UpstreamName
+    bank: UpstreamName
+    debtor_account: AccountNumber
+    payment_deadline: Annotated[
+        dt.datetime, msgspec.Meta(description="When the bureau must have the money (ISO 8601 with offset)")
+    ]
+    cost_center: CostCenter | None = None
+
+
+class RunStepOut(msgspec.Struct):
+    step: Literal["declaration", "approval", "payment", "confirmation", "voucher"]
+    status: Literal["pending", "in_progress", "completed", "failed"]
+    resource: dict[str, str] | None
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    detail: dict[str, object] | None
+
+
+class DeadlineOut(msgspec.Struct):
+    at: dt.datetime
+    seconds_remaining: int
+    overdue: bool
+
+
+class ContributionRunOut(msgspec.Struct):
+    id: str
+    status: Literal["running", "completed", "failed"]
+    employer: Employer
+    region: str
+    period: str
+    erp: str
+    bank: str
+    cost_center: str
+    amount: Decimal | None
+    current_step: str | None
+    steps: list[RunStepOut]
+    deadline: DeadlineOut
+    escalation_level: int
+    failure: dict[str, object] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ReimbursementIn(msgspec.Struct, forbid_unknown_fields=True):
+    employee: PersonIn
+    amount: Amount
+    payout_account: AccountPartyIn
+    documents: Annotated[list[AttachmentIn], msgspec.Meta(min_length=1, max_length=50)]
+    bank: UpstreamName | None = None
+    debtor_account: AccountNumber | None = None
+    until: Annotated[
+        Period | None, msgspec.Meta(description="The last month of the 3-month check (default: the latest on record)")
+    ] = None
+
+
+class BlockedMonth(msgspec.Struct):
+    period: str
+    insurance_type: str
+    status: str
+    reason: str
+
+
+class ReimbursementOut(msgspec.Struct):
+    id: str
+    status: Literal["checking", "blocked", "paying", "paid", "rejected"]
+    employee: MaskedPerson
+    amount: Decimal
+    payout_account: MaskedAccountParty
+    documents: list[AttachmentIn]
+    bank: str
+    check: dict[str, object] | None
+    blocked: list[BlockedMonth]
+    payment_id: str | None
+    rejection: dict[str, str | None] | None
+    timeline: list[TimelineEntry]
+    created_at: dt.datetime
+    updated_at: dt.datetime

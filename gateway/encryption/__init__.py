@@ -2,7 +2,14 @@
 
 from .jwe import JOSE_CONTENT_TYPE, JweError, decrypt_body, encrypt_body, public_jwks
 from .keyring import Keyring, KeyringError
-from .pii import FieldCipher, mask_id_number, mask_id_numbers_in, normalize_id_number
+from .pii import (
+    FieldCipher,
+    mask_account_number,
+    mask_id_number,
+    mask_id_numbers_in,
+    mask_name,
+    normalize_id_number,
+)
 
 __all__ = [
     "JOSE_CONTENT_TYPE",
@@ -12,8 +19,10 @@ __all__ = [
     "KeyringError",
     "decrypt_body",
     "encrypt_body",
+    "mask_account_number",
     "mask_id_number",
     "mask_id_numbers_in",
+    "mask_name",
     "normalize_id_number",
     "public_jwks",
 ]

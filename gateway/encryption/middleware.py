@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from joserfc.jwk import RSAKey
 
-from ..api.asgi import BODY, CLIENT, header, send_problem, set_header, gateway_of
+from ..api.asgi import BODY, CLIENT, gateway_of, header, send_problem, set_header
 from ..errors import ProblemError
 from .jwe import JOSE_CONTENT_TYPE, JweError, decrypt_body, encrypt_body
 

@@ -19,7 +19,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .keyring import Keyring
 
-__all__ = ["KEYRING_REFRESH_SECONDS", "FieldCipher", "mask_id_number", "mask_id_numbers_in", "normalize_id_number"]
+__all__ = [
+    "KEYRING_REFRESH_SECONDS",
+    "FieldCipher",
+    "mask_account_number",
+    "mask_id_number",
+    "mask_id_numbers_in",
+    "mask_name",
+    "normalize_id_number",
+]
 
 
 def normalize_id_number(value: str) -> str:
@@ -32,6 +40,18 @@ def mask_id_number(value: str) -> str:
     if len(value) <= 8:
         return "*" * len(value)
     return value[:4] + "*" * (len(value) - 8) + value[-4:]
+
+
+def mask_account_number(value: str) -> str:
+    """``6222021001122334458`` -> ``************4458``: the last four, as banks print them."""
+    value = value.strip()
+    return "*" * max(len(value) - 4, 4) + value[-4:] if len(value) > 4 else "*" * len(value)
+
+
+def mask_name(value: str) -> str:
+    """``王芳`` -> ``王*``, ``Wang Fang`` -> ``W********``: the first character only."""
+    value = value.strip()
+    return value[:1] + "*" * (len(value) - 1) if value else value
 
 
 _ID_PATTERN = re.compile(r"(?<![0-9A-Za-z])(\d{4})\d{10}(\d{3}[\dXx])(?![0-9A-Za-z])")

@@ -173,32 +173,10 @@ class DeclarationService:
     ) -> DeclarationOut:
         employer = Employer(check_uscc(body.employer.uscc, "employer.uscc"), body.employer.name.strip())
         check_region(body.region, upstreams.regions(Capability.DECLARATION), "region")
-        first_day = period_start(body.period)
         row = await self._find_by_token(client, idempotency_token) if idempotency_token else None
         resumed = row is not None
         if row is None:
-            policy = await self._policy(client.environment, body.region, first_day)
-            lines = [_Checked(i + 1, given) for i, given in enumerate(body.lines)]
-            for line in lines:
-                self._check_line(line, body.period, first_day, policy)
-            counts = Counter(line.id_number for line in lines)
-            for line in lines:
-                if counts[line.id_number] > 1:
-                    others = [str(o.number) for o in lines if o.id_number == line.id_number and o is not line]
-                    line.errors.append(LineProblem(
-                        "duplicate_person",
-                        f"lines[{line.number - 1}]: the same person is also on line(s) {', '.join(others)}",
-                        f"lines[{line.number - 1}].id_number"))
-            bad = [line for line in lines if line.errors]
-            if bad and (body.all_or_nothing or len(bad) == len(lines)):
-                raise ProblemError(
-                    "declaration_invalid",
-                    f"{len(bad)} of {len(lines)} lines are invalid"
-                    + ("; with all_or_nothing nothing was sent" if body.all_or_nothing else "; no line could be sent"),
-                    lines=[
-                        {"line": line.number, "errors": [_problem(p) for p in line.errors]} for line in bad
-                    ],
-                )
+            policy, lines = await self.check(client, body)
             row = await self._create(client, body, employer, policy, lines, idempotency_token)
         if row.status == "submitting":
             await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
@@ -211,6 +189,34 @@ class DeclarationService:
                 declaration_id=out.id,
             )
         return out
+
+    async def check(self, client: Client, body: DeclarationIn) -> tuple[PolicyVersion, list[_Checked]]:
+        """Calculate and check every line; raises ``declaration_invalid`` when nothing
+        could be sent (or any line is invalid under ``all_or_nothing``)."""
+        first_day = period_start(body.period)
+        policy = await self._policy(client.environment, body.region, first_day)
+        lines = [_Checked(i + 1, given) for i, given in enumerate(body.lines)]
+        for line in lines:
+            self._check_line(line, body.period, first_day, policy)
+        counts = Counter(line.id_number for line in lines)
+        for line in lines:
+            if counts[line.id_number] > 1:
+                others = [str(o.number) for o in lines if o.id_number == line.id_number and o is not line]
+                line.errors.append(LineProblem(
+                    "duplicate_person",
+                    f"lines[{line.number - 1}]: the same person is also on line(s) {', '.join(others)}",
+                    f"lines[{line.number - 1}].id_number"))
+        bad = [line for line in lines if line.errors]
+        if bad and (body.all_or_nothing or len(bad) == len(lines)):
+            raise ProblemError(
+                "declaration_invalid",
+                f"{len(bad)} of {len(lines)} lines are invalid"
+                + ("; with all_or_nothing nothing was sent" if body.all_or_nothing else "; no line could be sent"),
+                lines=[
+                    {"line": line.number, "errors": [_problem(p) for p in line.errors]} for line in bad
+                ],
+            )
+        return policy, lines
 
     async def _find_by_token(self, client: Client, token: str) -> Any:
         async with self.engine.connect() as conn:

@@ -526,7 +526,7 @@ reimbursements = Table(
     Column("debtor_account_enc", Text, nullable=False),
     Column("until_period", String(7), nullable=True),
     Column("status", String(24), nullable=False),
-    Column("check", Text, nullable=True),  # JSON: the last contribution-status check (no PII)
+    Column("eligibility", Text, nullable=True),  # JSON: the last contribution-status check (no PII)
     Column("payment_id", String(40), nullable=True),
     Column("reason", Text, nullable=True),
     *work_lease_columns(),

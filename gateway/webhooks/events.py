@@ -27,6 +27,23 @@ EVENT_TYPES: dict[str, str] = {
     "transfer.rejected": "A bureau rejected a transfer",
     "termination.accepted": "The bureau accepted a termination",
     "termination.rejected": "The bureau rejected a termination",
+    "payment.submitted": "The bank received a payment",
+    "payment.accepted": "The bank accepted a payment for execution",
+    "payment.settled": "A payment's funds have moved (final)",
+    "payment.rejected": "The bank rejected a payment (final), with its reason",
+    "erp_approval.pending": "The ERP received an approval request; finance has not decided yet",
+    "erp_approval.approved": "Finance approved a request in the ERP",
+    "erp_approval.rejected": "Finance rejected a request in the ERP",
+    "erp_voucher.posted": "The ERP posted a voucher",
+    "erp_voucher.rejected": "The ERP refused a voucher",
+    "contribution_run.step_completed": "A step of a contribution run finished",
+    "contribution_run.completed": "Every step of a contribution run finished",
+    "contribution_run.failed": "A contribution run stopped: a step was refused",
+    "contribution_run.overdue": "A contribution run is unfinished past its payment deadline (level 1, 2, 3)",
+    "reimbursement.blocked": "A reimbursement is blocked by late or unpaid contributions",
+    "reimbursement.paying": "A reimbursement's contributions are in order; its payment was created",
+    "reimbursement.paid": "A reimbursement's payment settled",
+    "reimbursement.rejected": "A reimbursement's payment was rejected by the bank",
 }
 
 _RESOURCES = frozenset(t.partition(".")[0] for t in EVENT_TYPES)

@@ -4,9 +4,8 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-22
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'
@@ -189,7 +188,7 @@ def upgrade() -> None:
     sa.Column('debtor_account_enc', sa.Text(), nullable=False),
     sa.Column('until_period', sa.String(length=7), nullable=True),
     sa.Column('status', sa.String(length=24), nullable=False),
-    sa.Column('check', sa.Text(), nullable=True),
+    sa.Column('eligibility', sa.Text(), nullable=True),
     sa.Column('payment_id', sa.String(length=40), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('next_poll_at', sa.DateTime(timezone=True), nullable=True),
