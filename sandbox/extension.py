@@ -58,5 +58,6 @@ async def _runs(app: Litestar) -> AsyncIterator[None]:
 
 EXTENSION = Extension(
     name="sandbox-migrations",
+    commands=_commands,
     problem_types=PROBLEM_TYPES,
 )

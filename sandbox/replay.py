@@ -119,10 +119,13 @@ class Replayer:
         action = "+".join(steps) or "none"
         if not steps:
             return ReplayedRow(record.row, action, "not_replayed", "nothing_to_submit",
-                              "active but not contributing: no submission implied")
+                               "active but not contributing: no submission implied")
         if "enrolment" in steps and record.contribution_base is None:
             return ReplayedRow(record.row, action, "not_replayed", "no_contribution_base",
-                              "an enrolment needs a contribution base")
+                               "an enrolment needs a contribution base")
+        if "termination" in steps and record.leave_date is None:
+            return ReplayedRow(record.row, action, "not_replayed", "no_leave_date",
+                               "departed without a leave date: the termination cannot be dated")
         context = CallContext(request_id=f"{self.run_id}-r{record.row}", client_id=self.client.id)
         last: Any = None
         try:
@@ -136,6 +139,12 @@ class Replayer:
                     last = await self._transfer(record, token, context, action)
         except _Final as final:
             return final.outcome
+        except Exception as exc:
+            # A failure of the gateway itself on this row: recorded, never taken for the
+            # bureau's answer, and it does not stop the other rows.
+            log.error("row %d of run %s: replay failed (%s)", record.row, self.run_id, type(exc).__name__, exc_info=exc)
+            return ReplayedRow(record.row, action, "not_replayed", "internal_error",
+                               f"the gateway failed on this row ({type(exc).__name__}); see its log")
         return ReplayedRow(record.row, action, "accepted", reference=last.reference, resource_id=last.id)
 
     # -- the steps ----------------------------------------------------------------
@@ -155,7 +164,7 @@ class Replayer:
         return await self._decided(record, action, out, lambda: self.services.enrolments.get(self.client, out.id))
 
     async def _terminate(self, record: MigrationRecord, token: str, context: CallContext, action: str) -> Any:
-        assert record.leave_date is not None  # level 2 refuses a departed row without one
+        assert record.leave_date is not None  # see ``replay``
         body = TerminationIn(
             employee=_person(record),
             employer=_employer(record),
