@@ -7,7 +7,7 @@ HMAC-SM3 over ``appid=…&data=…&nonce=…&timestamp=…``; JSON answers
 is decrypted. Pinyin field names, money in yuan strings, dates ``yyyyMMdd``, months
 ``yyyyMM``. One deployment serves one region.
 
-Enrolments, declarations and transfers in are asynchronous: their submit service
+Enrolments, declarations, transfers in and payment notices are asynchronous: their submit service
 returns a ticket (idempotent on ``bizNo``) and ``task/result`` tells, later, what the
 bureau decided (per line, for a declaration). The adapter polls for a bounded time
 and answers ``pending`` (with the ticket) if the bureau has not decided by then.
@@ -34,6 +34,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
@@ -57,15 +58,12 @@ from ..errors import (
     UpstreamServerError,
 )
 from ..exactly_once import send_at_most_once
-from ..values import format_yuan as format_money
-from ..values import parse_yuan as parse_money
-from ..values import parse_yyyymm as parse_period
-from ..values import period_slices
-from ..values import to_yyyymm as to_wire_period
 from ..http import RetryPolicy, UpstreamPolicy, retry_after_seconds
 from ..models import (
     CarriedInsurance,
     ContributionMonth,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationChange,
     DeclarationLineResult,
     DeclarationReceipt,
@@ -84,10 +82,16 @@ from ..models import (
     TransferOutSubmission,
 )
 from ..protocols import AdapterConfig, AdapterKind, Capability
+from ..values import format_yuan as format_money
+from ..values import parse_yuan as parse_money
+from ..values import parse_yyyymm as parse_period
+from ..values import period_slices
+from ..values import to_yyyymm as to_wire_period
 
 __all__ = [
     "CONTRIBUTION_PATH",
     "DECLARATION_PATH",
+    "PAYMENT_PATH",
     "TRANSFER_IN_PATH",
     "TRANSFER_OUT_PATH",
     "TRANSFER_QUERY_PATH",
@@ -116,6 +120,7 @@ DECLARATION_PATH = "/api/declaration/submit"
 TRANSFER_IN_PATH = "/api/transfer-in/submit"
 TRANSFER_OUT_PATH = "/api/transfer-out/submit"
 TRANSFER_QUERY_PATH = "/api/transfer-out/query"
+PAYMENT_PATH = "/api/contribution-payment/submit"
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: What ``client.call`` is given: the plaintext payload, which ``Sm4AsyncAuth`` encrypts.
@@ -148,8 +153,13 @@ _TRANSFER_STAGE: dict[str, Literal["submitted", "source_reviewed", "funds_transf
     "09": "rejected",
 }
 # Kinds of task (ywlx) behind a ticket or bizNo.
-_ENROLMENT, _DECLARATION, _TRANSFER_IN = "01", "02", "03"
-_KIND_NAMES = {_ENROLMENT: "enrolment", _DECLARATION: "declaration", _TRANSFER_IN: "transfer in"}
+_ENROLMENT, _DECLARATION, _TRANSFER_IN, _PAYMENT = "01", "02", "03", "04"
+_KIND_NAMES = {
+    _ENROLMENT: "enrolment",
+    _DECLARATION: "declaration",
+    _TRANSFER_IN: "transfer in",
+    _PAYMENT: "payment notice",
+}
 
 _SUCCESS = "0"
 _AUTH_CODES = frozenset({"40001", "40002", "40004"})
@@ -355,7 +365,8 @@ TaskStateName = Literal["PROCESSING", "SUCCESS", "PARTIAL", "FAILED"]
 
 @dataclass(frozen=True, slots=True)
 class TaskState:
-    """One ``task/result`` answer (``lines``: a decided declaration's per-line results)."""
+    """One ``task/result`` answer (``lines``: a decided declaration's per-line results;
+    ``confirmed_amount``: what a successful payment notice confirmed)."""
 
     ticket: str
     biz_no: str
@@ -366,6 +377,7 @@ class TaskState:
     fail_msg: str = ""
     response: httpx.Response | None = None
     lines: tuple[DeclarationLineResult, ...] = ()
+    confirmed_amount: Decimal | None = None
 
 
 def _line_result(raw: dict[str, Any]) -> DeclarationLineResult:
@@ -401,6 +413,7 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
             Capability.DECLARATION,
             Capability.TRANSFER_OUT,
             Capability.TRANSFER_IN,
+            Capability.CONTRIBUTION_PAYMENT,
         }
     )
     # 42900 comes as HTTP 429 with Retry-After and applies nothing; 50000 (HTTP 500)
@@ -672,6 +685,7 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
                 return TaskState(
                     their_ticket, biz_no, state, accept_no=accept_no,
                     accept_date=parse_date(_str(payload, "acceptDate")), response=response, lines=lines,
+                    confirmed_amount=parse_money(_str(payload, "qrje")) if kind == _PAYMENT else None,
                 )  # fmt: skip
             if state == "FAILED":
                 fail_code = _str(payload, "failCode")
@@ -987,3 +1001,52 @@ class Sm4AsyncBureauAdapter(HttpAdapter):
             )  # fmt: skip
         except UpstreamNotFound:
             return None
+
+    # -- payment notices ----------------------------------------------------------------
+
+    @staticmethod
+    def _payment_payload(notice: ContributionPaymentNotice) -> dict[str, Any]:
+        return {
+            "bizNo": notice.reference,
+            "dwbh": notice.employer.uscc,
+            "dwmc": notice.employer.name,
+            "sbny": to_wire_period(notice.period),
+            "sblsh": notice.declaration_reference,
+            "jkje": format_money(notice.amount),
+            "jkrq": notice.paid_on.strftime("%Y%m%d"),
+            "yhlsh": notice.payment_reference,
+        }
+
+    @staticmethod
+    def _payment_receipt(reference: str, task: TaskState) -> ContributionPaymentReceipt:
+        if task.state == "SUCCESS":
+            return ContributionPaymentReceipt(
+                reference=reference, bureau_reference=task.accept_no, status="confirmed",
+                confirmed_amount=task.confirmed_amount, confirmed_on=task.accept_date,
+            )  # fmt: skip
+        if task.state == "FAILED":
+            return ContributionPaymentReceipt(
+                reference=reference, bureau_reference=task.ticket, status="rejected",
+                reason_code=task.fail_code, reason_message=task.fail_msg or None,
+            )  # fmt: skip
+        return ContributionPaymentReceipt(reference=reference, bureau_reference=task.ticket, status="pending")
+
+    async def notify_contribution_payment(
+        self, notice: ContributionPaymentNotice, *, context: CallContext
+    ) -> ContributionPaymentReceipt:
+        """Send the notice and poll for the bureau's check: ``confirmed``, ``rejected`` with
+        its ``6300x`` reason, or ``pending`` (with the ticket) if undecided within the poll
+        budget. A malformed notice is refused whole (``BusinessRejection`` 40005)."""
+        task = await self._submit_task(
+            PAYMENT_PATH, self._payment_payload(notice), notice.reference, kind=_PAYMENT,
+            operation="contribution_payment.notify", lookup="contribution_payment.lookup", context=context,
+        )  # fmt: skip
+        return self._payment_receipt(notice.reference, task)
+
+    async def find_contribution_payment(
+        self, reference: str, *, context: CallContext
+    ) -> ContributionPaymentReceipt | None:
+        task = await self._task_result(
+            context=context, reference=reference, kind=_PAYMENT, operation="contribution_payment.lookup"
+        )
+        return None if task is None else self._payment_receipt(reference, task)

@@ -6,8 +6,10 @@ keeps all state in memory and can be started on port 0 inside a test.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import threading
 import time
@@ -17,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 from mocks.faults import Fault, FaultKind
-from mocks.resident_id import has_valid_check_digit
+from mocks.resident_id import has_valid_check_digit, mask
 from mocks.server import MockServer, Request, RequestKeys, Response
 from mocks.sm4_async import crypto, wire
 from mocks.sm4_async.store import Store, Task, Transfer
@@ -25,6 +27,10 @@ from mocks.sm4_async.wire import BureauError, Codec
 
 DEFAULT_APPID = "hgw-sandbox"
 _REGION = re.compile(r"[0-9]{6}")
+# Corrections name statuses and insurance types in the gateway's words (or the wire's codes).
+_PAY_STATUS_CODES = {"paid": "1", "late": "2", "unpaid": "3"}
+_TYPE_CODES = {"pension": "110", "unemployment": "210", "medical": "310", "work_injury": "410", "maternity": "510"}
+_PERIOD = re.compile(r"([0-9]{4})-?(0[1-9]|1[0-2])")
 
 
 def sandbox_sm4_key(region: str) -> str:
@@ -54,8 +60,8 @@ class Sm4AsyncBureau(MockServer):
 
     Services: ``POST /api/person/query``, ``/api/contribution/query``,
     ``/api/enrolment/submit``, ``/api/declaration/submit``,
-    ``/api/transfer-in/submit``, ``/api/task/result``, ``/api/transfer-out/submit``
-    and ``/api/transfer-out/query``. Requests are checked in the
+    ``/api/transfer-in/submit``, ``/api/contribution-payment/submit``,
+    ``/api/task/result``, ``/api/transfer-out/submit`` and ``/api/transfer-out/query``. Requests are checked in the
     document's order (form fields ``40005``, ``appid`` ``40004``, signature
     ``40001``, timestamp ``40002``, decryption ``40003``, JSON fields ``40005``);
     every answer is signed and a success's ``data`` is sealed with a fresh IV.
@@ -136,8 +142,10 @@ class Sm4AsyncBureau(MockServer):
             "/api/task/result": self._task_result,
             "/api/transfer-out/submit": self._transfer_out_submit,
             "/api/transfer-out/query": self._transfer_out_query,
+            "/api/contribution-payment/submit": self._payment_submit,
         }
         super().__init__(host=host, port=port)
+        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
 
     @property
     def app_id(self) -> str:
@@ -169,6 +177,42 @@ class Sm4AsyncBureau(MockServer):
     def transfers(self) -> list[Transfer]:
         """Every transfer out in submission order, due stages played (unmasked)."""
         return self._store.transfers()
+
+    def contribution_payments(self) -> list[Task]:
+        """Every payment notice task in submission order, due ones decided (for in-process tests)."""
+        return self._store.payments()
+
+    def set_contribution_status(
+        self,
+        id_number: str,
+        period: str,
+        status: str,
+        insurance_type: str | None = None,
+        *,
+        paid_on: dt.date | str | None = None,
+    ) -> list[dict[str, str]]:
+        """Correct a person's month as a bureau clerk would (e.g. a late payment made good).
+
+        ``period`` is ``YYYY-MM`` or ``yyyyMM``; ``status`` ``paid``, ``late`` or ``unpaid``;
+        ``insurance_type`` a type (``pension`` or ``110``…), or None for every type the
+        person holds that month; ``paid_on`` the date received (a date or ``YYYY-MM-DD``),
+        by default the one on file or today. Returns the corrected months as
+        ``contribution/query`` would; ``LookupError`` if the bureau holds no such person
+        or month, ``ValueError`` for a value it cannot read."""
+        if status not in _PAY_STATUS_CODES:
+            raise ValueError(f"status must be one of {sorted(_PAY_STATUS_CODES)}")
+        match = _PERIOD.fullmatch(period) if isinstance(period, str) else None
+        if match is None:
+            raise ValueError("period must be YYYY-MM")
+        code = None
+        if insurance_type is not None:
+            code = _TYPE_CODES.get(insurance_type, insurance_type)
+            if code not in _TYPE_CODES.values():
+                raise ValueError(f"insurance_type must be one of {sorted(_TYPE_CODES)}")
+        months = self._store.set_contribution_status(
+            id_number, match.group(1) + match.group(2), _PAY_STATUS_CODES[status], code, _wire_date(paid_on)
+        )
+        return [month.to_wire() for month in months]
 
     def settle(self) -> list[Task]:
         """Decide every pending task now, whatever the clock says; returns all tasks."""
@@ -319,3 +363,43 @@ class Sm4AsyncBureau(MockServer):
         if transfer is None:
             raise BureauError(wire.NO_SUCH_TASK)
         return transfer.to_wire()
+
+    def _payment_submit(self, payload: dict[str, Any]) -> object:
+        return self._store.submit_payment(wire.parse_payment_submit(payload)).acknowledgement()
+
+    # Control plane
+
+    def _correct_contributions(self, request: Request) -> Response:
+        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
+        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
+        try:
+            body = json.loads(request.body)
+            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
+                raise ValueError("the body must be a JSON object with id_number, period and status")
+            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
+                raise ValueError("period and status must be strings")
+            months = self.set_contribution_status(
+                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
+                paid_on=body.get("paid_on"),
+            )  # fmt: skip
+        except LookupError as exc:
+            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
+        except (ValueError, TypeError, RecursionError) as exc:
+            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
+
+
+def _wire_date(value: dt.date | str | None) -> str | None:
+    """A date given as a date, ``YYYY-MM-DD`` or ``yyyyMMdd`` in the wire's ``yyyyMMdd``."""
+    if value is None:
+        return None
+    if isinstance(value, dt.date):
+        return value.strftime("%Y%m%d")
+    if not isinstance(value, str):
+        raise ValueError("paid_on must be a date")
+    for pattern in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(value, pattern).strftime("%Y%m%d")
+        except ValueError:
+            continue
+    raise ValueError("paid_on must be YYYY-MM-DD")

@@ -1,6 +1,6 @@
 """The bureau's in-memory registry: persons, their records and monthly
-contributions, the asynchronous tasks (enrolments, declarations, transfers in) and
-the transfers out.
+contributions, the asynchronous tasks (enrolments, declarations, transfers in,
+payment notices) and the transfers out.
 
 One lock guards everything, so each operation (a query, a submission with its
 ``bizNo`` idempotency, the decision of due tasks) is atomic under concurrent
@@ -27,10 +27,13 @@ from mocks.resident_id import has_valid_check_digit, mask
 from mocks.sm4_async.wire import (
     ACTIVE,
     ALREADY_ACTIVE,
+    ALREADY_CONFIRMED,
+    AMOUNT_NOT_POSITIVE,
     BAD_CHECK_DIGIT,
     BASE_CHANGE,
     CHANGED_BEFORE_TRANSFER,
     DECLARATION,
+    DECLARATION_NOT_ACCEPTED,
     ENROLMENT,
     INSURANCE_TYPES,
     LEAVE,
@@ -38,8 +41,11 @@ from mocks.sm4_async.wire import (
     MESSAGES,
     NAME_MISMATCH,
     NEW,
+    NO_SUCH_DECLARATION,
     NOT_INSURED_HERE,
+    NOT_THE_DECLARATION,
     NOTHING_TO_TRANSFER,
+    PAYMENT,
     REASONS,
     RECORD_STATUSES,
     SUSPENDED,
@@ -51,6 +57,7 @@ from mocks.sm4_async.wire import (
     DeclarationLine,
     DeclarationSubmit,
     EnrolmentSubmit,
+    PaymentSubmit,
     TaskQuery,
     TransferInSubmit,
     TransferOutSubmit,
@@ -72,6 +79,10 @@ REJECTED = "09"
 # base x rate x months (work injury and maternity have no personal part).
 PERSONAL_RATES = {"110": Decimal("0.08"), "210": Decimal("0.005"), "310": Decimal("0.02"),
                   "410": Decimal("0"), "510": Decimal("0")}  # fmt: skip
+# The unit's rates, for the months a confirmed payment notice marks paid.
+UNIT_RATES = {"110": Decimal("0.16"), "210": Decimal("0.005"), "310": Decimal("0.08"),
+              "410": Decimal("0.002"), "510": Decimal("0.008")}  # fmt: skip
+PAID, PAID_LATE, UNPAID = "1", "2", "3"
 # The bureau keeps China Standard Time (no DST), which dates acceptances.
 _CHINA = timezone(timedelta(hours=8))
 
@@ -146,9 +157,20 @@ class LineResult:
 
 
 @dataclass(frozen=True)
+class PayableLine:
+    """An accepted declaration line that makes contributions due: whose, of which types,
+    on which base."""
+
+    id_number: str
+    xzlx: tuple[str, ...]
+    jfjs: str
+
+
+@dataclass(frozen=True)
 class Task:
-    """One asynchronous submission (``ywlx``: enrolment, declaration or transfer in)
-    and, once decided, its outcome. Enrolment fields are empty on the other kinds."""
+    """One asynchronous submission (``ywlx``: enrolment, declaration, transfer in or
+    payment notice) and, once decided, its outcome. Enrolment fields are empty on the
+    other kinds."""
 
     ticket: str
     biz_no: str
@@ -166,6 +188,11 @@ class Task:
     zcdq: str = ""
     zcbh: str = ""
     carried: tuple[Carried, ...] = ()
+    sblsh: str = ""  # a payment notice: the declaration's bizNo, amount, date and bank reference
+    jkje: str = ""
+    jkrq: str = ""
+    yhlsh: str = ""
+    payable: tuple[PayableLine, ...] = ()  # a decided declaration: what its payment marks paid
     state: str = PROCESSING
     accept_no: str = ""
     accept_date: str = ""
@@ -192,12 +219,17 @@ class Task:
         }
         if self.ywlx == DECLARATION:
             answer["mx"] = [line.to_wire() for line in self.line_results]
+        if self.ywlx == PAYMENT:
+            answer["qrje"] = self.jkje if self.state == SUCCESS else ""
         return answer
 
     def masked(self) -> dict[str, Any]:
         """The task for the control plane's state dump, without personal data."""
         if self.ywlx == DECLARATION:
             return {**self.result(), "dwbh": self.dwbh, "sbny": self.sbny, "lines": len(self.lines)}
+        if self.ywlx == PAYMENT:
+            return {**self.result(), "dwbh": self.dwbh, "sbny": self.sbny, "sblsh": self.sblsh, "jkje": self.jkje,
+                    "jkrq": self.jkrq, "yhlsh": self.yhlsh}  # fmt: skip
         return {**self.result(), "idNo": mask(self.id_number), "xzlx": list(self.xzlx or (c.xzlx for c in self.carried)),
                 "dwbh": self.dwbh}  # fmt: skip
 
@@ -396,6 +428,52 @@ class Store:
             ),  # fmt: skip
         )
 
+    def submit_payment(self, submit: PaymentSubmit) -> Task:
+        """Register a payment notice once per ``bizNo``; it is checked when the task is decided."""
+        return self._register(
+            submit.biz_no,
+            PAYMENT,
+            lambda ticket, now: Task(
+                ticket=ticket, biz_no=submit.biz_no, id_number="", name="", dwbh=submit.dwbh,
+                dwmc=submit.dwmc, cbrq="", xzlx=(), jfjs="", submitted_at=now, ywlx=PAYMENT,
+                sbny=submit.sbny, sblsh=submit.sblsh, jkje=submit.jkje, jkrq=submit.jkrq, yhlsh=submit.yhlsh,
+            ),  # fmt: skip
+        )
+
+    def payments(self) -> list[Task]:
+        """Every payment notice task in submission order, due ones decided first."""
+        with self._lock:
+            self._advance(self._clock())
+            return [task for task in self._tasks.values() if task.ywlx == PAYMENT]
+
+    def set_contribution_status(
+        self, id_number: str, ny: str, jfzt: str, xzlx: str | None, dzrq: str | None
+    ) -> list[Month]:
+        """Correct the ``jfzt`` of a person's month ``ny`` of one type, or of every type held
+        that month (``xzlx`` None); the corrected months.
+
+        A paid or late month keeps its ``dzrq`` unless ``dzrq`` is given, and one that had
+        none is dated today; an unpaid month has none. ``LookupError`` when the bureau
+        holds no such person or month."""
+        if jfzt not in (PAID, PAID_LATE, UNPAID):
+            raise ValueError("jfzt must be 1, 2 or 3")
+        with self._lock:
+            now = self._clock()
+            self._advance(now)
+            person = self._persons.get(id_number)
+            if person is None:
+                raise LookupError("the bureau holds no such person")
+            held = [m for m in person.months if m.ny == ny and xzlx in (None, m.xzlx)]
+            if not held:
+                raise LookupError("the bureau holds no such month for this person")
+            corrected = []
+            for month in held:
+                date = "" if jfzt == UNPAID else dzrq or month.dzrq or self._day(now)
+                new = dataclasses.replace(month, jfzt=jfzt, dzrq=date)
+                _put_month(person, new)
+                corrected.append(new)
+            return sorted(corrected, key=lambda m: m.xzlx)
+
     def task(self, query: TaskQuery) -> Task | None:
         """The task named by ticket and/or bizNo, or None when there is none (or they disagree)."""
         with self._lock:
@@ -522,6 +600,8 @@ class Store:
             return self._decide_declaration(task, at)
         if task.ywlx == TRANSFER_IN:
             return self._decide_transfer_in(task, at)
+        if task.ywlx == PAYMENT:
+            return self._decide_payment(task, at)
         return self._decide_enrolment(task, at)
 
     def _accept(self, task: Task, at: float, **changes: Any) -> Task:
@@ -567,47 +647,103 @@ class Store:
         )
 
     def _decide_declaration(self, task: Task, at: float) -> Task:
-        results = tuple(LineResult(line.hh, self._apply_line(task, line)) for line in task.lines)
+        decided_lines = [(line, *self._apply_line(task, line)) for line in task.lines]
+        results = tuple(LineResult(line.hh, code) for line, code, _ in decided_lines)
+        payable = tuple(
+            PayableLine(line.id_number, applied_to, line.jfjs)
+            for line, code, applied_to in decided_lines
+            if not code and line.bdlx != LEAVE and line.jfjs
+        )
         accepted = sum(1 for result in results if not result.fail_code)
         if accepted == 0:
             return dataclasses.replace(
                 task, state=FAILED, accept_date=self._day(at), line_results=results, decided_at=at
             )
-        decided = self._accept(task, at, line_results=results)
+        decided = self._accept(task, at, line_results=results, payable=payable)
         return decided if accepted == len(results) else dataclasses.replace(decided, state=PARTIAL)
 
-    def _apply_line(self, task: Task, line: DeclarationLine) -> str:
-        """Apply one declaration line; ``""`` when accepted, else its failure code."""
+    def _apply_line(self, task: Task, line: DeclarationLine) -> tuple[str, tuple[str, ...]]:
+        """Apply one declaration line: ``""`` when accepted, else its failure code, and the
+        insurance types it applied to (what a payment notice later marks paid)."""
         if not has_valid_check_digit(line.id_number):
-            return BAD_CHECK_DIGIT
+            return BAD_CHECK_DIGIT, ()
         person = self._persons.get(line.id_number)
         if person is not None and not person.answers_to(line.name):
-            return NAME_MISMATCH
+            return NAME_MISMATCH, ()
         if line.bdlx == NEW:
             if person is not None and any(r.cbzt == ACTIVE and r.xzlx in line.xzlx for r in person.records):
-                return ALREADY_ACTIVE
+                return ALREADY_ACTIVE, ()
             if person is None:
                 person = self._persons[line.id_number] = _Person(names=[line.name.strip()])
             start = line.rzrq or task.sbny + "01"
             for xzlx in line.xzlx:
                 self._activate(person, xzlx, (SUSPENDED, TERMINATED), task.dwbh, task.dwmc, line.jfjs, start)
-            return ""
+            return "", line.xzlx
         records = [] if person is None else person.records
         here = [i for i, r in enumerate(records) if r.cbzt == ACTIVE and r.dwbh == task.dwbh and r.xzlx in line.xzlx]
+        if not here:
+            return NOT_INSURED_HERE, ()
+        applied_to = tuple(dict.fromkeys(records[i].xzlx for i in here))
         if line.bdlx == LEAVE:
-            if not here:
-                return NOT_INSURED_HERE
             year, month = int(task.sbny[:4]), int(task.sbny[4:])
             end = line.lzrq or f"{task.sbny}{calendar.monthrange(year, month)[1]:02d}"
             for i in here:
                 records[i] = dataclasses.replace(records[i], cbzt=TERMINATED, zzrq=end)
-            return ""
-        if not here:
-            return NOT_INSURED_HERE
-        if line.bdlx == BASE_CHANGE:
+        elif line.bdlx == BASE_CHANGE:
             for i in here:
                 records[i] = dataclasses.replace(records[i], jfjs=line.jfjs)
-        return ""  # continue (续缴): nothing changes
+        return "", applied_to  # continue (续缴): nothing changes
+
+    def _decide_payment(self, task: Task, at: float) -> Task:
+        reason = self._payment_refusal(task)
+        if reason:
+            return dataclasses.replace(self._fail(task, reason, at), accept_date=self._day(at))
+        declaration = self._tasks[self._by_biz_no[task.sblsh]]
+        for line in declaration.payable:
+            person = self._persons.get(line.id_number)
+            if person is None:
+                continue
+            for xzlx in line.xzlx:
+                self._mark_paid(person, declaration.sbny, xzlx, line.jfjs, task.jkrq)
+        return self._accept(task, at)
+
+    def _payment_refusal(self, task: Task) -> str:
+        """Why a payment notice fails (``""``: it does not), checked in the documented order."""
+        if Decimal(task.jkje) <= 0:
+            return AMOUNT_NOT_POSITIVE
+        ticket = self._by_biz_no.get(task.sblsh)
+        declaration = self._tasks.get(ticket or "")
+        if declaration is None or declaration.ywlx != DECLARATION:
+            return NO_SUCH_DECLARATION
+        if declaration.dwbh != task.dwbh or declaration.sbny != task.sbny:
+            return NOT_THE_DECLARATION
+        if declaration.state not in (SUCCESS, PARTIAL):
+            return DECLARATION_NOT_ACCEPTED
+        if any(t.ywlx == PAYMENT and t.state == SUCCESS and t.sblsh == task.sblsh for t in self._tasks.values()):
+            return ALREADY_CONFIRMED
+        return ""
+
+    @staticmethod
+    def _mark_paid(person: _Person, ny: str, xzlx: str, jfjs: str, dzrq: str) -> None:
+        base = Decimal(jfjs)
+        month = Month(
+            ny=ny,
+            xzlx=xzlx,
+            jfzt=PAID,
+            dwjf=f"{(base * UNIT_RATES[xzlx]).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):.2f}",
+            grjf=f"{(base * PERSONAL_RATES[xzlx]).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):.2f}",
+            dzrq=dzrq,
+        )
+        before = _put_month(person, month)
+        held = [i for i, r in enumerate(person.records) if r.xzlx == xzlx]
+        if not held:
+            return
+        index = max(held, key=lambda i: (person.records[i].cbzt == ACTIVE, person.records[i].cbrq, i))
+        record = person.records[index]
+        newly_paid = before is None or before.jfzt not in (PAID, PAID_LATE)
+        person.records[index] = dataclasses.replace(
+            record, jfys=record.jfys + (1 if newly_paid else 0), zhjfny=max(record.zhjfny, ny)
+        )
 
     def _decide_transfer_in(self, task: Task, at: float) -> Task:
         person = self._persons.get(task.id_number)
@@ -659,3 +795,13 @@ class Store:
     @staticmethod
     def _fail(task: Task, code: str, at: float) -> Task:
         return dataclasses.replace(task, state=FAILED, fail_code=code, fail_msg=MESSAGES[code], decided_at=at)
+
+
+def _put_month(person: _Person, month: Month) -> Month | None:
+    """Store ``month``, replacing the person's month of that ``ny`` and ``xzlx``; the one replaced."""
+    for index, held in enumerate(person.months):
+        if held.ny == month.ny and held.xzlx == month.xzlx:
+            person.months[index] = month
+            return held
+    person.months.append(month)
+    return None

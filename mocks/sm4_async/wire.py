@@ -36,6 +36,12 @@ NOT_INSURED_HERE = "61002"
 BAD_CHECK_DIGIT = "61003"
 NAME_MISMATCH = "61005"
 NO_SUCH_TASK = "61404"
+# Why a payment notice task fails (its failCode).
+NO_SUCH_DECLARATION = "63001"
+DECLARATION_NOT_ACCEPTED = "63002"
+NOT_THE_DECLARATION = "63003"
+AMOUNT_NOT_POSITIVE = "63004"
+ALREADY_CONFIRMED = "63005"
 
 HTTP_STATUS: dict[str, int] = {
     OK: HTTPStatus.OK,
@@ -67,6 +73,11 @@ MESSAGES: dict[str, str] = {
     BAD_CHECK_DIGIT: "公民身份号码校验位错误",
     NAME_MISMATCH: "姓名与公民身份号码不符",
     NO_SUCH_TASK: "任务单号或业务流水号不存在",
+    NO_SUCH_DECLARATION: "申报流水号不存在",
+    DECLARATION_NOT_ACCEPTED: "申报未受理，不能确认缴费",
+    NOT_THE_DECLARATION: "缴费单位或申报年月与申报不符",
+    AMOUNT_NOT_POSITIVE: "缴费金额必须大于零",
+    ALREADY_CONFIRMED: "该申报已确认缴费",
 }
 
 # Reasons a transfer out is rejected (bhdm / bhyy of transfer-out/query), not answer codes.
@@ -100,6 +111,8 @@ MAX_LINES = 500
 ENROLMENT = "01"
 DECLARATION = "02"
 TRANSFER_IN = "03"
+PAYMENT = "04"
+MAX_BANK_SERIAL_NO = 64
 
 _NONCE = re.compile(r"[0-9a-zA-Z]{16,64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,16}")
@@ -107,6 +120,7 @@ _BIZ_NO = re.compile(r"[0-9A-Za-z-]{8,40}")
 _DATE = re.compile(r"[0-9]{8}")
 _MONTH = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 _MONEY = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
+_SIGNED_MONEY = re.compile(r"-?(0|[1-9][0-9]*)\.[0-9]{2}")
 
 
 class BureauError(Exception):
@@ -563,3 +577,40 @@ def parse_transfer_query(obj: Mapping[str, Any]) -> TransferQuery:
     if biz_no is None and zybh is None:
         raise BureauError(MALFORMED, "give bizNo or zybh")
     return TransferQuery(biz_no, zybh)
+
+
+# Payment notices
+
+
+@dataclass(frozen=True)
+class PaymentSubmit:
+    biz_no: str
+    dwbh: str
+    dwmc: str
+    sbny: str
+    sblsh: str  # the declaration's bizNo
+    jkje: str  # may be zero or negative: the task fails with 63004, the form is fine
+    jkrq: str
+    yhlsh: str
+
+
+def parse_payment_submit(obj: Mapping[str, Any]) -> PaymentSubmit:
+    sblsh = _text(obj, "sblsh")
+    if not _BIZ_NO.fullmatch(sblsh):
+        raise BureauError(MALFORMED, "sblsh must be 8 to 40 characters [0-9A-Za-z-]")
+    jkje = obj.get("jkje")
+    if not isinstance(jkje, str) or not _SIGNED_MONEY.fullmatch(jkje):
+        raise BureauError(MALFORMED, "jkje must be yuan with two decimal places")
+    yhlsh = _text(obj, "yhlsh")
+    if len(yhlsh) > MAX_BANK_SERIAL_NO:
+        raise BureauError(MALFORMED, f"yhlsh is at most {MAX_BANK_SERIAL_NO} characters")
+    return PaymentSubmit(
+        biz_no=_biz_no(obj),
+        dwbh=_text(obj, "dwbh"),
+        dwmc=_text(obj, "dwmc"),
+        sbny=_month(obj, "sbny"),
+        sblsh=sblsh,
+        jkje=jkje,
+        jkrq=_date(obj, "jkrq"),
+        yhlsh=yhlsh,
+    )

@@ -51,6 +51,8 @@ from adapters import (
 from adapters.http import UpstreamCall
 from adapters.models import (
     CarriedInsurance,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationLine,
     DeclarationLineResult,
     DeclarationReceipt,
@@ -60,16 +62,17 @@ from adapters.models import (
     TransferOutProgress,
     TransferOutSubmission,
 )
-from adapters.protocols import Declarations, TransfersIn, TransfersOut
+from adapters.protocols import ContributionPayments, Declarations, TransfersIn, TransfersOut
 from adapters.social_security.sm4_async import (
     CONTRIBUTION_PATH,
     DECLARATION_PATH,
-    TRANSFER_IN_PATH,
-    TRANSFER_OUT_PATH,
-    TRANSFER_QUERY_PATH,
+    PAYMENT_PATH,
     PERSON_QUERY_PATH,
     SUBMIT_PATH,
     TASK_RESULT_PATH,
+    TRANSFER_IN_PATH,
+    TRANSFER_OUT_PATH,
+    TRANSFER_QUERY_PATH,
     Sm4AsyncAuth,
     Sm4AsyncBureauAdapter,
     Sm4Codec,
@@ -320,6 +323,7 @@ def test_declares_what_it_is() -> None:
         Capability.DECLARATION,
         Capability.TRANSFER_OUT,
         Capability.TRANSFER_IN,
+        Capability.CONTRIBUTION_PAYMENT,
     }
     assert Sm4AsyncBureauAdapter.required_credentials == ("appid", "sm4_key", "mac_key")
     retry = Sm4AsyncBureauAdapter.policy.retry
@@ -334,6 +338,7 @@ async def test_satisfies_the_bureau_protocols(adapter: Sm4AsyncBureauAdapter) ->
     assert isinstance(adapter, Declarations)
     assert isinstance(adapter, TransfersOut)
     assert isinstance(adapter, TransfersIn)
+    assert isinstance(adapter, ContributionPayments)
     assert adapter.name == "cs-bureau"
     assert (adapter.poll_interval, adapter.poll_timeout) == (0.001, 1.0)
 
@@ -1729,3 +1734,104 @@ async def test_observer_sees_the_new_operations(bureau: respx.MockRouter, make_a
         ("transfer_out.submit", "ok"),
         ("transfer_out.status", "ok"),
     ]
+
+
+# -- payment notices ----------------------------------------------------------------------------------------
+
+PAY_NO = "HGW-PAY-0123456789"
+PAY_TICKET = "T430100-000009"
+DECL_NO = "HGW-DECL-0123456789"
+
+
+def payment_notice(**overrides: Any) -> ContributionPaymentNotice:
+    values: dict[str, Any] = {
+        "reference": PAY_NO, "region": REGION, "employer": Employer(uscc=USCC, name=UNIT_NAME),
+        "period": "2026-11", "declaration_reference": DECL_NO, "amount": Decimal("1300"),
+        "paid_on": dt.date(2026, 11, 20), "payment_reference": "E2E-20261120-000001",
+    }  # fmt: skip
+    values.update(overrides)
+    return ContributionPaymentNotice(**values)
+
+
+def payment_task(state: str, **fields: str) -> httpx.Response:
+    success = state == "SUCCESS"
+    return answer({
+        "ticket": PAY_TICKET, "bizNo": PAY_NO, "ywlx": "04", "state": state,
+        "acceptNo": "430100-R-000012" if success else "", "acceptDate": "20261121" if state != "PROCESSING" else "",
+        "failCode": "", "failMsg": "", "qrje": "1300.00" if success else "", **fields,
+    })  # fmt: skip
+
+
+async def test_payment_notice_request_then_polled_to_confirmed(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    submit = bureau.post(PAYMENT_PATH).mock(return_value=ticket_answer(PAY_TICKET, PAY_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(side_effect=[payment_task("PROCESSING"), payment_task("SUCCESS")])
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt == ContributionPaymentReceipt(
+        reference=PAY_NO, bureau_reference="430100-R-000012", status="confirmed",
+        confirmed_amount=Decimal("1300.00"), confirmed_on=dt.date(2026, 11, 21),
+    )  # fmt: skip
+    assert received(submit.calls.last.request).payload == {
+        "bizNo": PAY_NO, "dwbh": USCC, "dwmc": UNIT_NAME, "sbny": "202611", "sblsh": DECL_NO,
+        "jkje": "1300.00", "jkrq": "20261120", "yhlsh": "E2E-20261120-000001",
+    }  # fmt: skip
+    assert [received(c.request).payload for c in results.calls] == [{"ticket": PAY_TICKET}] * 2
+
+
+@pytest.mark.parametrize("code", ["63001", "63002", "63003", "63004", "63005"])
+async def test_a_failed_payment_notice_is_a_rejected_receipt(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter, code: str
+) -> None:
+    bureau.post(PAYMENT_PATH).mock(return_value=ticket_answer(PAY_TICKET, PAY_NO))
+    bureau.post(TASK_RESULT_PATH).mock(return_value=payment_task("FAILED", failCode=code, failMsg="不予确认"))
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt == ContributionPaymentReceipt(
+        reference=PAY_NO, bureau_reference=PAY_TICKET, status="rejected", reason_code=code, reason_message="不予确认"
+    )
+
+
+async def test_a_malformed_payment_notice_is_refused_at_once(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    bureau.post(PAYMENT_PATH).mock(return_value=refuse("40005", "请求参数缺失或格式错误: jkrq"))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=not_found())
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert caught.value.upstream_code == "40005"
+    assert results.call_count == 0
+
+
+async def test_payment_notice_pending_then_found(bureau: respx.MockRouter, make_adapter: MakeAdapter) -> None:
+    adapter = make_adapter(config=config(options={"poll_interval": 0.001, "poll_timeout": 0}))
+    bureau.post(PAYMENT_PATH).mock(return_value=ticket_answer(PAY_TICKET, PAY_NO))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=payment_task("PROCESSING"))
+    pending = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert pending == ContributionPaymentReceipt(reference=PAY_NO, bureau_reference=PAY_TICKET, status="pending")
+    assert results.call_count == 0  # no poll budget: the ticket is the answer
+    assert await adapter.find_contribution_payment(PAY_NO, context=CallContext()) == pending
+    results.mock(return_value=payment_task("SUCCESS"))
+    found = await adapter.find_contribution_payment(PAY_NO, context=CallContext())
+    assert found is not None and found.status == "confirmed" and found.confirmed_amount == Decimal("1300.00")
+    assert received(results.calls.last.request).payload == {"bizNo": PAY_NO}
+    results.mock(return_value=not_found())
+    assert await adapter.find_contribution_payment("HGW-PAY-NEVER-SENT", context=CallContext()) is None
+
+
+async def test_an_ambiguous_payment_notice_is_looked_up_before_resending(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    submit = bureau.post(PAYMENT_PATH).mock(side_effect=httpx.ReadTimeout("lost"))
+    results = bureau.post(TASK_RESULT_PATH).mock(return_value=payment_task("SUCCESS"))
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt.status == "confirmed"
+    assert submit.call_count == 1
+    assert [received(c.request).payload for c in results.calls] == [{"bizNo": PAY_NO}]
+
+
+async def test_a_payment_lookup_that_finds_another_kind_of_task_is_unreadable(
+    bureau: respx.MockRouter, adapter: Sm4AsyncBureauAdapter
+) -> None:
+    bureau.post(TASK_RESULT_PATH).mock(return_value=transfer_in_task("SUCCESS", bizNo=PAY_NO))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_contribution_payment(PAY_NO, context=CallContext())

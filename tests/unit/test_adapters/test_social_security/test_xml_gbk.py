@@ -48,6 +48,8 @@ from adapters import (
 from adapters.http import UpstreamCall
 from adapters.models import (
     CarriedInsurance,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
     DeclarationLine,
     DeclarationLineResult,
     DeclarationReceipt,
@@ -57,7 +59,7 @@ from adapters.models import (
     TransferOutProgress,
     TransferOutSubmission,
 )
-from adapters.protocols import TransfersIn, TransfersOut
+from adapters.protocols import ContributionPayments, TransfersIn, TransfersOut
 from adapters.social_security.xml_gbk import (
     GATEWAY_PATH,
     XmlGbkBureauAdapter,
@@ -329,6 +331,7 @@ def test_declares_what_it_is() -> None:
         Capability.DECLARATION,
         Capability.TRANSFER_OUT,
         Capability.TRANSFER_IN,
+        Capability.CONTRIBUTION_PAYMENT,
     }
     assert XmlGbkBureauAdapter.required_credentials == ("user_id", "password")
     retry = XmlGbkBureauAdapter.policy.retry
@@ -343,6 +346,7 @@ async def test_satisfies_the_bureau_protocols(adapter: XmlGbkBureauAdapter) -> N
     assert isinstance(adapter, Declarations)
     assert isinstance(adapter, TransfersOut)
     assert isinstance(adapter, TransfersIn)
+    assert isinstance(adapter, ContributionPayments)
     assert adapter.name == "wh-bureau"
 
 
@@ -1618,3 +1622,109 @@ async def test_repeated_s999_opens_the_circuit(fake: FakeBureau, make_adapter: M
         with pytest.raises(UpstreamServerError):
             await adapter.search_participation(ZHANG_SAN, context=CallContext())
     assert adapter.health().circuit == "open"
+
+
+# -- payment notices (P001 / P002) -------------------------------------------------------
+
+PAY_BIZ_NO = "HGW-P-0123456789ABCDEF"
+DECL_BIZ_NO = "HGW-D-0123456789ABCDEF"
+
+
+def payment_notice(**overrides: Any) -> ContributionPaymentNotice:
+    values: dict[str, Any] = {
+        "reference": PAY_BIZ_NO,
+        "region": REGION,
+        "employer": Employer(uscc=USCC, name=UNIT_NAME),
+        "period": "2026-11",
+        "declaration_reference": DECL_BIZ_NO,
+        "amount": Decimal("2592.00"),
+        "paid_on": dt.date(2026, 11, 20),
+        "payment_reference": "E2E-20261120-000001",
+    }
+    values.update(overrides)
+    return ContributionPaymentNotice(**values)
+
+
+def confirmation(biz_no: str = PAY_BIZ_NO, amount: str = "2592.00") -> Reply:
+    return Reply(
+        f"<BizNo>{biz_no}</BizNo><ConfirmNo>420100-P-000001</ConfirmNo><DeclNo>420100-D-000001</DeclNo>"
+        f"<ConfirmAmount>{amount}</ConfirmAmount><ConfirmDate>2026-11-21</ConfirmDate>"
+    )
+
+
+async def test_payment_notice_is_p001_and_a_confirmation_is_mapped(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("P001", confirmation())
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt == ContributionPaymentReceipt(
+        reference=PAY_BIZ_NO,
+        bureau_reference="420100-P-000001",
+        status="confirmed",
+        confirmed_amount=Decimal("2592.00"),
+        confirmed_on=dt.date(2026, 11, 21),
+    )
+    (sent,) = fake.calls("P001")
+    assert [child.tag for child in sent.body] == [
+        "BizNo", "UnitCode", "UnitName", "Period", "DeclBizNo", "PayAmount", "PayDate", "BankSerialNo"
+    ]
+    assert sent.text("BizNo") == PAY_BIZ_NO
+    assert sent.text("UnitCode") == USCC and sent.text("UnitName") == UNIT_NAME
+    assert sent.text("Period") == "202611"
+    assert sent.text("DeclBizNo") == DECL_BIZ_NO
+    assert sent.text("PayAmount") == "2592.00"
+    assert sent.text("PayDate") == "2026-11-20"
+    assert sent.text("BankSerialNo") == "E2E-20261120-000001"
+    assert sent.head["SessionToken"] == "TOKEN-1"
+
+
+@pytest.mark.parametrize(
+    ("code", "field_name"),
+    [
+        ("B008", "declaration_reference"),
+        ("B009", "declaration_reference"),
+        ("B010", None),
+        ("B011", "amount"),
+        ("B012", "declaration_reference"),
+    ],
+)
+async def test_payment_refusals_are_business_rejections(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter, code: str, field_name: str | None
+) -> None:
+    fake.on("P001", refuse(code, "不予确认"))
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert caught.value.upstream_code == code
+    assert caught.value.upstream_message == "不予确认"
+    assert caught.value.field == field_name
+    assert fake.count("P001") == 1 and fake.count("P002") == 0  # a refusal is not ambiguous
+
+
+async def test_an_ambiguous_payment_notice_is_asked_about_before_it_is_sent_again(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("P001", refuse("S999", "系统内部错误"), confirmation())
+    fake.on("P002", NOT_FOUND)
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt.status == "confirmed"
+    assert fake.order == ["LOGIN", "P001", "P002", "P001"]
+    assert fake.calls("P002")[0].text("BizNo") == PAY_BIZ_NO
+
+
+async def test_a_lost_payment_notice_that_landed_is_not_sent_again(
+    fake: FakeBureau, adapter: XmlGbkBureauAdapter
+) -> None:
+    fake.on("P001", httpx.ReadTimeout("lost"))
+    fake.on("P002", confirmation())
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt.bureau_reference == "420100-P-000001"
+    assert fake.count("P001") == 1
+
+
+async def test_find_contribution_payment(fake: FakeBureau, adapter: XmlGbkBureauAdapter) -> None:
+    fake.on("P002", NOT_FOUND, confirmation(), confirmation(biz_no="HGW-P-SOMEONE-ELSE"))
+    assert await adapter.find_contribution_payment(PAY_BIZ_NO, context=CallContext()) is None
+    found = await adapter.find_contribution_payment(PAY_BIZ_NO, context=CallContext())
+    assert found is not None and found.status == "confirmed" and found.confirmed_amount == Decimal("2592.00")
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_contribution_payment(PAY_BIZ_NO, context=CallContext())
