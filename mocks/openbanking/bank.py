@@ -96,7 +96,7 @@ class OpenBankingBank(MockServer):
         seed: bool = True,
     ) -> None:
         self.client_id = client_id
-        self._client_secret = client_secret
+        self.client_secret = client_secret
         self._signing_key_is_sandbox = signing_key == SANDBOX_SIGNING_KEY
         self.settle_seconds = settle_seconds
         self.cut_off_passed = False
@@ -120,8 +120,8 @@ class OpenBankingBank(MockServer):
     def describe(self) -> str:
         line = f"openbanking mock bank: {self.base_url} client_id={self.client_id}"
         # The sandbox defaults are public test data; chosen credentials are never printed.
-        if self._client_secret == DEFAULT_CLIENT_SECRET and self._signing_key_is_sandbox:
-            line += f" client_secret={self._client_secret} signing_key=SANDBOX_SIGNING_KEY"
+        if self.client_secret == DEFAULT_CLIENT_SECRET and self._signing_key_is_sandbox:
+            line += f" client_secret={self.client_secret} signing_key=SANDBOX_SIGNING_KEY"
         return line
 
     # -- steering ------------------------------------------------------------------
