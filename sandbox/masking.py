@@ -2,12 +2,15 @@
 
 Resident ID numbers keep their first and last four characters (``4401**********0213``,
 as in the gateway's logs), names keep their first character, account and phone
-numbers their last four digits. Anything that is not PII passes unchanged.
+numbers their last four digits. Other values pass unchanged, except that anything
+shaped like an ID number inside them is masked (a column holding the wrong thing).
 """
 
 from __future__ import annotations
 
-__all__ = ["PII_FIELDS", "mask_account", "mask_id", "mask_name", "mask_value"]
+import re
+
+__all__ = ["PII_FIELDS", "mask_account", "mask_id", "mask_ids_in", "mask_name", "mask_value"]
 
 #: Canonical fields whose values are PII, and how each is masked.
 PII_FIELDS: dict[str, str] = {"id_number": "id", "name": "name"}
@@ -61,7 +64,15 @@ def mask_value(field: str | None, value: str | None) -> str | None:
         return mask_name(value)
     if kind == "account":
         return mask_account(value)
-    return value
+    return mask_ids_in(value)
+
+
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{4})\d{10}(\d{3}[\dXx])(?![0-9A-Za-z])")
+
+
+def mask_ids_in(text: str) -> str:
+    """Mask anything shaped like a resident ID number inside free text."""
+    return _ID_NUMBER.sub(lambda m: m.group(1) + "*" * 10 + m.group(2), text) if len(text) >= 18 else text
 
 
 def _kind_of_column(column: str) -> str | None:
