@@ -228,7 +228,8 @@ def build_pain001(submission: PaymentSubmission, *, created_at: dt.datetime) -> 
     failure = next(pain001_schema().iter_errors(SafeET.fromstring(document)), None)
     if failure is not None:
         # The path says which field; the reason might quote a name or an account number.
-        raise ValueError(f"the payment does not fit pain.001.001.09 at {failure.path}")
+        where = (failure.path or "/Document").replace(f"{{{PAIN001}}}", "")
+        raise ValueError(f"the payment does not fit pain.001.001.09 at {where}")
     return document
 
 

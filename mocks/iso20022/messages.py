@@ -222,7 +222,8 @@ def parse_pain001(body: bytes) -> CreditTransfer:
     failure = next(pain001_schema().iter_errors(root), None)
     if failure is not None:
         # The path only: the reason may quote a value, and values may be personal data.
-        raise BankError(FORMAT, f"not valid against pain.001.001.09 at {failure.path or '/Document'}")
+        where = (failure.path or "/Document").replace(f"{{{PAIN001}}}", "")
+        raise BankError(FORMAT, f"not valid against pain.001.001.09 at {where}")
     initiation = root.find(_q("CstmrCdtTrfInitn"))
     assert initiation is not None
     header = initiation.find(_q("GrpHdr"))
