@@ -96,7 +96,7 @@ class DuplicateReference(BusinessRejection):
 @dataclass(frozen=True, slots=True)
 class _CsrfSession:
     token: str
-    cookie: str  # the Cookie header the token belongs to ("" if the ERP set none)
+    cookie: str  # the Cookie header of the session the token belongs to ("" if none)
 
 
 def filter_literal(value: str) -> str:
@@ -184,6 +184,8 @@ class ODataErpAdapter(HttpAdapter):
         super().__init__(config, **kwargs)
         self.service_path = "/" + str(config.options.get("service_path", DEFAULT_SERVICE_PATH)).strip("/")
         self._csrf: _CsrfSession | None = None
+        # Outlives a refused token: the next fetch names the session it belongs to.
+        self._session_cookie = ""
         self._csrf_lock = asyncio.Lock()
 
     def build_auth(self, config: AdapterConfig) -> httpx.Auth:
@@ -337,10 +339,13 @@ class ODataErpAdapter(HttpAdapter):
             if self._csrf is not None:
                 return self._csrf
             headers = {**_READ_HEADERS, "X-CSRF-Token": "Fetch"}
+            if self._session_cookie:
+                headers["Cookie"] = self._session_cookie
             self._csrf = await self.client.call(
                 "GET", f"{self.service_path}/", self._fetched,
                 operation="csrf.fetch", context=context, idempotent=True, headers=headers,
             )
+            self._session_cookie = self._csrf.cookie
             return self._csrf
 
     def _fetched(self, response: httpx.Response) -> _CsrfSession:
