@@ -886,3 +886,221 @@ def test_faults_apply_to_the_new_routes(client: httpx.Client, bureau: JsonHmacBu
     bureau.faults.add(parse_fault(f"{CONTRIBUTIONS}:rate_limit:retry_after=3"))
     limited = post(client, CONTRIBUTIONS, {"idCardNo": WANG_FANG, "startPeriod": "202401", "endPeriod": "202401"})
     assert (limited.status_code, limited.json()["code"], limited.headers["Retry-After"]) == (429, "4290", "3")
+
+
+# -- payment confirmation ------------------------------------------------------------------
+
+PAY_NOTIFY = "/api/v1/contribution/payment/notify"
+PAY_QUERY = "/api/v1/contribution/payment/query"
+
+
+def payment(biz_no: str = "HGW-PAY-000001", declare_biz_no: str = "HGW-DECL-000001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no,
+        "unitCode": GZ_UNIT,
+        "unitName": "广州示例科技有限公司",
+        "period": "202608",
+        "declareBizNo": declare_biz_no,
+        "payAmount": 390000,
+        "paidDate": "20260820",
+        "bankSerialNo": "E2E-20260820-000001",
+        **overrides,
+    }
+
+
+def months_in(client: httpx.Client, id_number: str, period: str = "202608") -> dict[str, dict[str, Any]]:
+    query = {"idCardNo": id_number, "startPeriod": period, "endPeriod": period, "pageSize": 50}
+    return {m["insuranceType"]: m for m in post(client, CONTRIBUTIONS, query).json()["data"]["months"]}
+
+
+def declare_the_month(client: httpx.Client) -> None:
+    """Li Ming hired (pension + medical at 8000), Wang Fang continues (listing unemployment,
+    which she does not hold), Zhao Lei refused (not insured here), a leave line for nobody."""
+    body = declaration(
+        "HGW-DECL-000001",
+        line(1, "01"),
+        line(2, "04", WANG_FANG, "王芳", insuranceTypes=["110", "210", "310"], baseAmount=900000),
+        line(3, "04", ZHAO_LEI, "赵磊"),
+    )
+    assert post(client, DECLARE, body).json()["data"]["status"] == "PARTIAL"
+
+
+def test_a_confirmed_payment_marks_the_declared_months_paid(client: httpx.Client) -> None:
+    declare_the_month(client)
+    answer = post(client, PAY_NOTIFY, payment())
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "code": "0000",
+        "msg": "成功",
+        "data": {
+            "bizNo": "HGW-PAY-000001", "confirmNo": "440100P000001", "declareBizNo": "HGW-DECL-000001",
+            "period": "202608", "status": "CONFIRMED", "confirmedAmount": 390000,
+            "confirmedAt": answer.json()["data"]["confirmedAt"], "reasonCode": "", "reasonMsg": "",
+        },
+    }  # fmt: skip
+    assert re.fullmatch(r"[0-9]{8}", answer.json()["data"]["confirmedAt"])
+    assert months_in(client, LI_MING) == {
+        "110": {**month("202608", "110", 128000, 64000, "20260820")},
+        "310": {**month("202608", "310", 64000, 16000, "20260820")},
+    }
+    assert months_in(client, WANG_FANG) == {  # at the declared base; unemployment never applied
+        "110": month("202608", "110", 144000, 72000, "20260820"),
+        "310": month("202608", "310", 72000, 18000, "20260820"),
+    }
+    assert months_in(client, ZHAO_LEI) == {}
+    wang = records_of(client, WANG_FANG, "王芳")
+    assert (wang["110"]["paidMonths"], wang["110"]["lastPaidPeriod"]) == (37, "202608")
+    li = records_of(client, LI_MING, "李明")
+    assert (li["310"]["paidMonths"], li["310"]["lastPaidPeriod"]) == (1, "202608")
+    assert post(client, PAY_QUERY, {"bizNo": "HGW-PAY-000001"}).json()["data"] == answer.json()["data"]
+
+
+def test_a_repeated_notice_answers_the_stored_decision_and_counts_nothing_twice(client: httpx.Client) -> None:
+    declare_the_month(client)
+    first = post(client, PAY_NOTIFY, payment()).json()["data"]
+    again = post(client, PAY_NOTIFY, payment(payAmount=1, declareBizNo="HGW-DECL-OTHER1")).json()["data"]
+    assert again == first
+    assert records_of(client, LI_MING, "李明")["110"]["paidMonths"] == 1
+
+
+def test_a_month_already_held_is_replaced_and_not_counted_twice(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    # Wang Fang's 202607 is paid (derived from her totals); a continue declared for 202607 is paid again.
+    post(client, DECLARE, declaration("HGW-DECL-JULY01", line(1, "04", WANG_FANG, "王芳"), period="202607"))
+    post(client, PAY_NOTIFY, payment(declare_biz_no="HGW-DECL-JULY01", period="202607", paidDate="20260810"))
+    assert months_in(client, WANG_FANG, "202607")["110"]["paidDate"] == "20260810"
+    assert records_of(client, WANG_FANG, "王芳")["110"]["paidMonths"] == 36
+
+
+@pytest.mark.parametrize(
+    ("reason", "overrides"),
+    [
+        ("2504", {"payAmount": 0}),
+        ("2504", {"payAmount": -100}),
+        ("2501", {"declareBizNo": "HGW-DECL-NEVER1"}),
+        ("2503", {"unitCode": OTHER_UNIT}),
+        ("2503", {"period": "202609"}),
+        ("2502", {"declareBizNo": "HGW-DECL-REFUSED"}),
+        ("2505", {"bizNo": "HGW-PAY-SECOND"}),
+    ],
+)
+def test_refused_notices_are_stored_rejected_and_mark_nothing(
+    client: httpx.Client, reason: str, overrides: dict[str, Any]
+) -> None:
+    declare_the_month(client)
+    refused = declaration("HGW-DECL-REFUSED", line(1, "04", ZHAO_LEI, "赵磊"))
+    assert post(client, DECLARE, refused).json()["data"]["status"] == "REJECTED"
+    if reason == "2505":
+        assert post(client, PAY_NOTIFY, payment()).json()["data"]["status"] == "CONFIRMED"
+    else:
+        assert months_in(client, LI_MING) == {}
+    body = payment(**overrides)
+    answer = post(client, PAY_NOTIFY, body)
+    assert answer.status_code == 200
+    data = answer.json()["data"]
+    assert (data["status"], data["reasonCode"], data["confirmedAmount"]) == ("REJECTED", reason, 0)
+    assert data["reasonMsg"] and data["confirmNo"].startswith("440100P")
+    assert post(client, PAY_QUERY, {"bizNo": body["bizNo"]}).json()["data"] == data
+    if reason != "2505":
+        assert months_in(client, LI_MING) == {}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"bizNo": "short"},
+        {"declareBizNo": "x"},
+        {"period": "2026-08"},
+        {"paidDate": "2026-08-20"},
+        {"payAmount": "3900.00"},
+        {"bankSerialNo": ""},
+        {"bankSerialNo": "x" * 65},
+        {"unitName": None},
+    ],
+)
+def test_malformed_notices_are_1100_and_stored_nowhere(client: httpx.Client, overrides: dict[str, Any]) -> None:
+    declare_the_month(client)
+    body = {k: v for k, v in payment(**overrides).items() if v is not None}
+    answer = post(client, PAY_NOTIFY, body)
+    assert (answer.status_code, answer.json()["code"]) == (400, "1100")
+    assert post(client, PAY_QUERY, {"bizNo": "HGW-PAY-000001"}).json()["code"] == "2404"
+    assert months_in(client, LI_MING) == {}
+
+
+def test_payment_query_of_an_unknown_notice_is_2404(client: httpx.Client) -> None:
+    answer = post(client, PAY_QUERY, {"bizNo": "HGW-PAY-NEVER1"})
+    assert (answer.status_code, answer.json()["code"]) == (200, "2404")
+
+
+def test_drop_after_on_a_notice_confirms_it_once(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    from mocks.faults import parse_fault
+
+    declare_the_month(client)
+    bureau.faults.add(parse_fault(f"{PAY_NOTIFY}:drop_after:times=1"))
+    with pytest.raises(httpx.TransportError):
+        post(client, PAY_NOTIFY, payment())
+    assert post(client, PAY_QUERY, {"bizNo": "HGW-PAY-000001"}).json()["data"]["status"] == "CONFIRMED"
+    assert [p.notice.biz_no for p in bureau.contribution_payments()] == ["HGW-PAY-000001"]
+    state = client.get("/__mock__/state").json()
+    assert [p["bizNo"] for p in state["payments"]] == ["HGW-PAY-000001"]
+    assert client.post("/__mock__/reset").status_code == 204
+    assert client.get("/__mock__/state").json()["payments"] == []
+
+
+# -- a clerk corrects a person's contribution status ---------------------------------------
+
+
+def test_correcting_one_type_of_a_month(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    corrected = bureau.set_contribution_status(WANG_FANG, "2024-08", "late", "pension", paid_on="2024-10-28")
+    assert corrected == [
+        {"period": "202408", "insuranceType": "110", "payStatus": "2", "unitAmount": 128000,
+         "personalAmount": 64000, "paidDate": "20241028"},
+    ]  # fmt: skip
+    held = months_in(client, WANG_FANG, "202408")
+    assert (held["110"]["payStatus"], held["110"]["paidDate"]) == ("2", "20241028")
+    assert (held["310"]["payStatus"], held["310"]["paidDate"]) == ("1", "20240915")
+
+
+def test_correcting_every_type_over_the_control_plane(client: httpx.Client) -> None:
+    r = client.post("/__mock__/contributions", json={"id_number": WANG_FANG, "period": "2024-08", "status": "unpaid"})
+    assert r.status_code == 200
+    assert r.json()["id_number"] == "4401**********0213"
+    assert [(m["insuranceType"], m["payStatus"], m["paidDate"]) for m in r.json()["months"]] == [
+        ("110", "3", ""), ("310", "3", ""),
+    ]  # fmt: skip
+    r = client.post(
+        "/__mock__/contributions",
+        json={"id_number": WANG_FANG, "period": "202408", "status": "paid", "insurance_type": "310"},
+    )
+    assert r.status_code == 200
+    held = months_in(client, WANG_FANG, "202408")
+    assert (held["110"]["payStatus"], held["310"]["payStatus"]) == ("3", "1")
+    assert re.fullmatch(r"[0-9]{8}", held["310"]["paidDate"])  # a month paid without a date is dated today
+    assert WANG_FANG not in r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"id_number": LI_MING, "period": "2024-08", "status": "paid"}, 404),  # nobody the bureau holds
+        ({"id_number": WANG_FANG, "period": "2019-01", "status": "paid"}, 404),  # no such month
+        ({"id_number": WANG_FANG, "period": "2024-08", "status": "paid", "insurance_type": "maternity"}, 404),
+        ({"id_number": WANG_FANG, "period": "2024-08", "status": "settled"}, 400),
+        ({"id_number": WANG_FANG, "period": "2024/08", "status": "paid"}, 400),
+        ({"id_number": WANG_FANG, "period": "2024-08", "status": "paid", "insurance_type": "dental"}, 400),
+        ({"id_number": WANG_FANG, "period": "2024-08", "status": "paid", "paid_on": "yesterday"}, 400),
+        ({"period": "2024-08", "status": "paid"}, 400),
+        ([WANG_FANG], 400),
+    ],
+)
+def test_corrections_the_bureau_cannot_make(client: httpx.Client, body: Any, status: int) -> None:
+    r = client.post("/__mock__/contributions", json=body)
+    assert r.status_code == status
+    assert "error" in r.json()
+    assert months_in(client, WANG_FANG, "202408")["110"]["payStatus"] == "1"
+
+
+def test_corrections_are_undone_by_a_reset(client: httpx.Client, bureau: JsonHmacBureau) -> None:
+    bureau.set_contribution_status(WANG_FANG, "202408", "unpaid")
+    assert client.post("/__mock__/reset").status_code == 204
+    assert months_in(client, WANG_FANG, "202408")["110"]["payStatus"] == "1"
+    assert client.get("/__mock__/contributions").status_code == 405

@@ -25,6 +25,9 @@ from adapters import (
     CarriedInsurance,
     CircuitOpen,
     ContributionMonth,
+    ContributionPaymentNotice,
+    ContributionPaymentReceipt,
+    ContributionPayments,
     DeclarationLine,
     DeclarationLineResult,
     DeclarationReceipt,
@@ -1016,9 +1019,11 @@ def transferred_in(status: str = "ACCEPTED", reason_code: str = "", reason_msg: 
 
 async def test_adapter_declares_the_new_capabilities(adapter: JsonHmacBureauAdapter) -> None:
     for capability in (
-        Capability.CONTRIBUTION_HISTORY, Capability.DECLARATION, Capability.TRANSFER_OUT, Capability.TRANSFER_IN
+        Capability.CONTRIBUTION_HISTORY, Capability.DECLARATION, Capability.TRANSFER_OUT, Capability.TRANSFER_IN,
+        Capability.CONTRIBUTION_PAYMENT,
     ):
         assert capability in adapter.capabilities
+    assert isinstance(adapter, ContributionPayments)
 
 
 async def test_declaration_body_and_line_results(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
@@ -1362,3 +1367,109 @@ async def test_observer_names_the_new_operations(bureau: respx.MockRouter, make_
         "declaration.submit", "declaration.lookup", "transfer_out.submit", "transfer_out.status",
         "transfer_in.submit", "transfer_in.lookup", "contribution.history",
     ]
+
+
+# -- payment notices ------------------------------------------------------------------------------
+
+PAY_NOTIFY = "/api/v1/contribution/payment/notify"
+PAY_QUERY = "/api/v1/contribution/payment/query"
+PAY_NO = "HGW-PAY-0123456789AB"
+
+
+def payment_notice(**overrides: Any) -> ContributionPaymentNotice:
+    values: dict[str, Any] = {
+        "reference": PAY_NO,
+        "region": REGION,
+        "employer": Employer(uscc=USCC, name=UNIT_NAME),
+        "period": "2026-08",
+        "declaration_reference": DECL_NO,
+        "amount": Decimal("2560.5"),
+        "paid_on": dt.date(2026, 8, 20),
+        "payment_reference": "E2E-20260820-000001",
+    }
+    values.update(overrides)
+    return ContributionPaymentNotice(**values)
+
+
+def payment_answer(status: str = "CONFIRMED", reason_code: str = "", reason_msg: str = "") -> httpx.Response:
+    return ok(
+        {
+            "bizNo": PAY_NO,
+            "confirmNo": "440100P000001",
+            "declareBizNo": DECL_NO,
+            "period": "202608",
+            "status": status,
+            "confirmedAmount": 256050 if status == "CONFIRMED" else 0,
+            "confirmedAt": "20260821",
+            "reasonCode": reason_code,
+            "reasonMsg": reason_msg,
+        }
+    )
+
+
+async def test_payment_notice_body_and_confirmation(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    route = bureau.post(PAY_NOTIFY).mock(return_value=payment_answer())
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt == ContributionPaymentReceipt(
+        reference=PAY_NO,
+        bureau_reference="440100P000001",
+        status="confirmed",
+        confirmed_amount=Decimal("2560.50"),
+        confirmed_on=dt.date(2026, 8, 21),
+    )
+    assert_signed(route.calls.last.request, target=PAY_NOTIFY)
+    assert json_body(route.calls.last.request) == {
+        "bizNo": PAY_NO,
+        "unitCode": USCC,
+        "unitName": UNIT_NAME,
+        "period": "202608",
+        "declareBizNo": DECL_NO,
+        "payAmount": 256050,
+        "paidDate": "20260820",
+        "bankSerialNo": "E2E-20260820-000001",
+    }
+
+
+@pytest.mark.parametrize("code", ["2501", "2502", "2503", "2504", "2505"])
+async def test_a_refused_payment_notice_is_a_rejected_receipt(
+    bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter, code: str
+) -> None:
+    bureau.post(PAY_NOTIFY).mock(return_value=payment_answer("REJECTED", code, "不予确认"))
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert receipt == ContributionPaymentReceipt(
+        reference=PAY_NO, bureau_reference="440100P000001", status="rejected", reason_code=code, reason_message="不予确认"
+    )
+
+
+async def test_a_malformed_payment_notice_is_a_business_rejection(
+    bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter
+) -> None:
+    notify = bureau.post(PAY_NOTIFY).mock(return_value=refusal("1100", "请求格式错误: paidDate"))
+    lookup = bureau.post(PAY_QUERY).mock(return_value=refusal("2404", "受理记录不存在"))
+    with pytest.raises(BusinessRejection) as caught:
+        await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    assert caught.value.upstream_code == "1100"
+    assert (notify.call_count, lookup.call_count) == (1, 0)
+
+
+async def test_ambiguous_payment_notice_and_lookup(bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter) -> None:
+    notify = bureau.post(PAY_NOTIFY).mock(side_effect=[httpx.ReadTimeout("lost"), payment_answer()])
+    lookup = bureau.post(PAY_QUERY).mock(
+        side_effect=[refusal("2404", "受理记录不存在"), payment_answer(), refusal("2404", "受理记录不存在")]
+    )
+    receipt = await adapter.notify_contribution_payment(payment_notice(), context=CallContext())
+    # lost, confirmed absent, sent again: exactly one more send
+    assert (receipt.status, notify.call_count, lookup.call_count) == ("confirmed", 2, 1)
+    assert json_body(lookup.calls.last.request) == {"bizNo": PAY_NO}
+    assert_signed(lookup.calls.last.request, target=PAY_QUERY)
+    found = await adapter.find_contribution_payment(PAY_NO, context=CallContext())
+    assert found is not None and found.confirmed_amount == Decimal("2560.50")
+    assert await adapter.find_contribution_payment(PAY_NO, context=CallContext()) is None
+
+
+async def test_an_unreadable_payment_answer_is_a_protocol_error(
+    bureau: respx.MockRouter, adapter: JsonHmacBureauAdapter
+) -> None:
+    bureau.post(PAY_QUERY).mock(return_value=ok({"bizNo": PAY_NO}))
+    with pytest.raises(UpstreamProtocolError):
+        await adapter.find_contribution_payment(PAY_NO, context=CallContext())
