@@ -7,10 +7,19 @@ which keeps the mocks runnable anywhere the project's tests run.
 """
 
 from mocks.cli import serve_forever
-from mocks.dialects import MOCK_DIALECTS
+from mocks.dialects import MOCK_DIALECTS, MOCK_UPSTREAMS
 from mocks.faults import Fault, parse_fault
 from mocks.json_hmac import JsonHmacBureau
 from mocks.sm4_async import Sm4AsyncBureau
 from mocks.xml_gbk import XmlGbkBureau
 
-__all__ = ["MOCK_DIALECTS", "Fault", "JsonHmacBureau", "Sm4AsyncBureau", "XmlGbkBureau", "parse_fault", "serve_forever"]
+__all__ = [
+    "MOCK_DIALECTS",
+    "MOCK_UPSTREAMS",
+    "Fault",
+    "JsonHmacBureau",
+    "Sm4AsyncBureau",
+    "XmlGbkBureau",
+    "parse_fault",
+    "serve_forever",
+]

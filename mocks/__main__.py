@@ -1,11 +1,12 @@
-"""``python -m mocks --dialect json-hmac --region 440100 --port 8701 [--fault SPEC]...``"""
+"""``python -m mocks --dialect json-hmac --region 440100 --port 8701 [--fault SPEC]...``
+(banks and ERPs: ``python -m mocks --dialect iso20022 --port 8801``)"""
 
 from __future__ import annotations
 
 import argparse
 
 from mocks.cli import serve_forever
-from mocks.dialects import MOCK_DIALECTS
+from mocks.dialects import MOCK_DIALECTS, MOCK_UPSTREAMS
 from mocks.faults import parse_fault
 
 
@@ -20,8 +21,8 @@ def _fault_spec(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mocks", description="Run a mock upstream server.")
-    parser.add_argument("--dialect", required=True, choices=sorted(MOCK_DIALECTS))
-    parser.add_argument("--region", required=True, help="region code, e.g. 440100")
+    parser.add_argument("--dialect", required=True, choices=sorted({*MOCK_DIALECTS, *MOCK_UPSTREAMS}))
+    parser.add_argument("--region", default=None, help="a bureau's region code, e.g. 440100 (banks and ERPs have none)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument(

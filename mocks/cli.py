@@ -6,13 +6,13 @@ import signal
 import threading
 from types import FrameType
 
-from mocks.dialects import MOCK_DIALECTS
+from mocks.dialects import MOCK_DIALECTS, MOCK_UPSTREAMS
 from mocks.faults import parse_fault
 
 
 def serve_forever(
     dialect: str,
-    region: str,
+    region: str | None,
     host: str,
     port: int,
     faults: list[str],
@@ -25,12 +25,18 @@ def serve_forever(
     specs use the :func:`mocks.faults.parse_fault` form and are validated before the
     port is bound. Must run in the main thread (it installs signal handlers).
     """
-    factory = MOCK_DIALECTS.get(dialect)
-    if factory is None:
-        raise ValueError(f"unknown mock dialect {dialect!r} (known: {', '.join(sorted(MOCK_DIALECTS))})")
     parsed = [parse_fault(spec) for spec in faults]
     credentials = {key: value for key, value in (("app_id", app_id), ("app_secret", app_secret)) if value is not None}
-    server = factory(region, host=host, port=port, **credentials)
+    if dialect in MOCK_UPSTREAMS:
+        # Banks and ERPs serve no region and keep their documented sandbox credentials.
+        server = MOCK_UPSTREAMS[dialect](host=host, port=port)
+    elif dialect in MOCK_DIALECTS:
+        if not region:
+            raise ValueError(f"the {dialect} mock is a bureau: give --region")
+        server = MOCK_DIALECTS[dialect](region, host=host, port=port, **credentials)
+    else:
+        known = ", ".join(sorted({*MOCK_DIALECTS, *MOCK_UPSTREAMS}))
+        raise ValueError(f"unknown mock dialect {dialect!r} (known: {known})")
     for fault in parsed:
         server.faults.add(fault)
 

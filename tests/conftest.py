@@ -22,8 +22,15 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.config import UpstreamSettings, sandbox_settings
-from gateway.sandbox.mocks import SANDBOX_CREDENTIALS, SANDBOX_OPTIONS
-from mocks import JsonHmacBureau, Sm4AsyncBureau, XmlGbkBureau
+from gateway.sandbox.mocks import (
+    SANDBOX_BANKS,
+    SANDBOX_COLLECTION_ACCOUNTS,
+    SANDBOX_CREDENTIALS,
+    SANDBOX_ERPS,
+    SANDBOX_OPTIONS,
+    finance_options,
+)
+from mocks import MOCK_UPSTREAMS, JsonHmacBureau, Sm4AsyncBureau, XmlGbkBureau
 
 POSTGRES_URL = os.environ.get("HGW_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("HGW_REQUIRE_POSTGRES") == "1"
@@ -93,6 +100,33 @@ def bureaus() -> Iterator[dict[str, Any]]:
             server.stop()
 
 
+@dataclass
+class FinanceMock:
+    """A mock bank or ERP and the credentials it was started with (the adapter's too)."""
+
+    name: str
+    server: Any
+    credentials: dict[str, str]
+
+
+@pytest.fixture
+def finance() -> Iterator[dict[str, FinanceMock]]:
+    """The sandbox's banks (iso20022 ``sandbox-bank-a``, openbanking ``sandbox-bank-b``)
+    and ERPs (odata ``sandbox-erp-sap``, kingdee ``sandbox-erp-kingdee``), settling
+    payments and deciding approvals on a 0.2 s clock."""
+    mocks: dict[str, FinanceMock] = {}
+    try:
+        for name, dialect in {**SANDBOX_BANKS, **SANDBOX_ERPS}.items():
+            credentials = SANDBOX_CREDENTIALS[dialect]()
+            timing = "settle_seconds" if name in SANDBOX_BANKS else "decision_seconds"
+            server = MOCK_UPSTREAMS[dialect](**{timing: 0.2}, **credentials).start()
+            mocks[name] = FinanceMock(name, server, credentials)
+        yield mocks
+    finally:
+        for mock in mocks.values():
+            mock.server.stop()
+
+
 _CREDENTIAL_FIELDS = {
     "json-hmac": ("app_id", "app_secret"),
     "xml-gbk": ("user_id", "password"),
@@ -104,18 +138,35 @@ def credentials_of(server: Any) -> dict[str, str]:
     return {name: getattr(server, name) for name in _CREDENTIAL_FIELDS[server.dialect]}
 
 
-def upstreams_for(bureaus: dict[str, Any], **options: Any) -> list[UpstreamSettings]:
-    return [
+def upstreams_for(
+    bureaus: dict[str, Any], finance: dict[str, FinanceMock] | None = None, **options: Any
+) -> list[UpstreamSettings]:
+    result = [
         UpstreamSettings(
             name=f"bureau-{region}",
             adapter=server.dialect,
             base_url=server.base_url,
             regions=(region,),
             credentials=credentials_of(server),
-            options={**SANDBOX_OPTIONS.get(server.dialect, {}), **options},
+            options={
+                **SANDBOX_OPTIONS.get(server.dialect, {}),
+                "collection_account": SANDBOX_COLLECTION_ACCOUNTS[region],
+                **options,
+            },
         )
         for region, server in bureaus.items()
     ]
+    for mock in (finance or {}).values():
+        result.append(
+            UpstreamSettings(
+                name=mock.name,
+                adapter=mock.server.dialect,
+                base_url=mock.server.base_url,
+                credentials=mock.credentials,
+                options={**finance_options(mock.name), **options},
+            )
+        )
+    return result
 
 
 async def create_client(settings: Any, scopes: str, *, sandbox: bool = True, name: str = "tests") -> dict[str, Any]:
@@ -149,6 +200,7 @@ class Api:
     issued: dict[str, Any]
     bureaus: dict[str, Any]
     settings: Any
+    finance: dict[str, FinanceMock]
 
     @property
     def gateway(self) -> Any:
@@ -193,7 +245,8 @@ def served(database_url: str, bureaus: dict[str, Any], tmp_path: Any) -> Iterato
 
 @pytest.fixture
 async def api(
-    request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, Any], tmp_path: Any
+    request: pytest.FixtureRequest, database_url: str, bureaus: dict[str, Any], finance: dict[str, FinanceMock],
+    tmp_path: Any,
 ) -> AsyncIterator[Api]:
     """A gateway over the mock bureaus; ``@pytest.mark.gateway_settings(...)`` overrides settings."""
     values: dict[str, Any] = dict(
@@ -207,9 +260,9 @@ async def api(
     options_marker = request.node.get_closest_marker("upstream_options")
     options = options_marker.kwargs if options_marker is not None else {}
     issued = await create_client(settings, "admin")
-    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus, **options))
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus, finance, **options))
     async with AsyncTestClient(app=app, timeout=30) as http:
-        yield Api(http, app, issued["api_key"], issued, bureaus, settings)
+        yield Api(http, app, issued["api_key"], issued, bureaus, settings, finance)
 
 
 def free_port() -> int:

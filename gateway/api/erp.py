@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from ..idempotency import IDEMPOTENCY_TOKEN
 from .dependencies import ApiCall
@@ -52,7 +52,7 @@ class ErpController(Controller):
         self,
         cost_center: str,
         call: ApiCall,
-        period: Annotated[str, Parameter(query="period", pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
-        erp: Annotated[str | None, Parameter(query="erp", description="ERP instance (default: the only one)")] = None,
+        period: Annotated[str, QueryParameter(name="period", pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+        erp: Annotated[str | None, QueryParameter(name="erp", description="ERP instance (default: the only one)")] = None,
     ) -> BudgetOut:
         return await call.gateway.budgets.get(call.upstreams, erp, cost_center, period, call.context)

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from ..idempotency import IDEMPOTENCY_TOKEN
 from .dependencies import ApiCall
@@ -50,8 +50,8 @@ class AccountsController(Controller):
         self,
         account_id: str,
         call: ApiCall,
-        from_date: Annotated[dt.date, Parameter(query="from", description="First booking date (inclusive)")],
-        to_date: Annotated[dt.date, Parameter(query="to", description="Last booking date (inclusive)")],
+        from_date: Annotated[dt.date, QueryParameter(name="from", description="First booking date (inclusive)")],
+        to_date: Annotated[dt.date, QueryParameter(name="to", description="Last booking date (inclusive)")],
     ) -> StatementOut:
         """Entries from the bank's statement (camt.053 or its own format), normalised; an entry that carries a
         gateway payment's reference names that payment (`payment_id`), so the statement reconciles."""

@@ -1,7 +1,7 @@
 """The accounts the gateway may pay from, and their statements.
 
 A bank instance lists its debtor accounts in its configuration
-(``options.accounts = [{number, name, bank_code, currency}]``). The API names an
+(``options.accounts = [{account, name, bank_code}]``). The API names an
 account by an opaque id derived with the keyed blind index, so an account number
 never appears in a URL; statements come from banks that declare
 ``Capability.STATEMENTS`` and are reconciled against the gateway's payments by the
@@ -51,7 +51,7 @@ def configured_accounts(cipher: FieldCipher, upstreams: UpstreamSet) -> Iterator
         bank = upstreams.bank(name)
         assert bank is not None
         for entry in bank.config.options.get("accounts", ()):
-            number = str(entry["number"]).replace(" ", "")
+            number = str(entry["account"]).replace(" ", "")
             yield ConfiguredAccount(
                 id="acc_" + cipher.blind_index(f"{name}:{number}")[:24],
                 bank=bank,

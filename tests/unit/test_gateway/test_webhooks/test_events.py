@@ -5,8 +5,16 @@ from gateway.webhooks import EVENT_TYPES, UnknownEventType, check_patterns, matc
 
 def test_catalogue_has_every_documented_type():
     assert {"enrolment.accepted", "declaration.partially_accepted", "transfer.funds_transferred",
-            "termination.rejected"} <= set(EVENT_TYPES)
-    assert len(EVENT_TYPES) == 13
+            "termination.rejected", "payment.settled", "erp_approval.approved", "erp_voucher.posted",
+            "contribution_run.overdue", "reimbursement.blocked", "reimbursement.paid"} <= set(EVENT_TYPES)
+    assert len(EVENT_TYPES) == 31
+
+
+def test_every_event_type_is_documented():
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[4] / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    assert [t for t in EVENT_TYPES if f"`{t}`" not in guide] == []
 
 
 @pytest.mark.parametrize(
