@@ -1185,3 +1185,191 @@ def test_python_m_mocks_serves_xml_gbk() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+# P001 and P002: payment notices
+
+
+def payment(
+    biz_no: str = "HGW-P-0001",
+    decl_biz_no: str = "HGW-D-0001",
+    *,
+    period: str = "202611",
+    unit_code: str = UNIT_CODE,
+    amount: str = "3900.00",
+    pay_date: str = "2026-11-20",
+    bank_serial_no: str = "E2E-20261120-000001",
+) -> str:
+    return (
+        f"<BizNo>{biz_no}</BizNo><UnitCode>{unit_code}</UnitCode><UnitName>{UNIT_NAME}</UnitName>"
+        f"<Period>{period}</Period><DeclBizNo>{decl_biz_no}</DeclBizNo><PayAmount>{amount}</PayAmount>"
+        f"<PayDate>{pay_date}</PayDate><BankSerialNo>{bank_serial_no}</BankSerialNo>"
+    )
+
+
+def months_of(client: httpx.Client, token: str, id_number: str, period: str = "202611") -> dict[str, dict[str, str]]:
+    reply = call(client, "Q002", f"<IdNo>{id_number}</IdNo><FromPeriod>{period}</FromPeriod><ToPeriod>{period}</ToPeriod>",
+                 token)  # fmt: skip
+    return {m["InsType"]: m for m in reply.items("Months/Month")}
+
+
+def declare_the_month(client: httpx.Client, token: str) -> None:
+    """Li Ming hired, Zhang San continues (listing unemployment, which he does not hold), a
+    leaver who is not insured here (refused)."""
+    reply = call(
+        client,
+        "D001",
+        declaration(
+            line(1),
+            line(2, ZHANG_SAN, "张三", change="4", types=("110", "210", "310"), base="10000.00"),
+            line(3, "110101199003074514", "王五", change="2", base=None, leave_date="2026-11-15"),
+        ),
+        token,
+    )
+    assert reply.text("DeclStatus") == "2"
+
+
+def test_p001_confirms_and_marks_the_declared_months_paid(client: httpx.Client, token: str) -> None:
+    declare_the_month(client, token)
+    reply = call(client, "P001", payment(), token, serial_no="P-1")
+    assert (reply.status, reply.code, reply.head("TransCode"), reply.head("SerialNo")) == (200, "0000", "P001", "P-1")
+    answer = {child.tag: (child.text or "") for child in reply.body}
+    assert answer == {
+        "BizNo": "HGW-P-0001", "ConfirmNo": "420100-P-000001", "DeclNo": "420100-D-000001",
+        "ConfirmAmount": "3900.00", "ConfirmDate": "2026-11-21",
+    }  # fmt: skip
+    assert months_of(client, token, LI_MING) == {
+        "110": {"Period": "202611", "InsType": "110", "PayStatus": "1", "EmployerAmount": "1280.00",
+                "PersonalAmount": "640.00", "PaidDate": "2026-11-20"},
+        "310": {"Period": "202611", "InsType": "310", "PayStatus": "1", "EmployerAmount": "640.00",
+                "PersonalAmount": "160.00", "PaidDate": "2026-11-20"},
+    }  # fmt: skip
+    zhang = months_of(client, token, ZHANG_SAN)
+    assert set(zhang) == {"110", "310"}  # unemployment never applied to him
+    assert (zhang["110"]["EmployerAmount"], zhang["110"]["PersonalAmount"]) == ("1600.00", "800.00")
+    pension = records_of(client, token)[0]
+    assert (pension["PaidMonths"], pension["LastPaidPeriod"]) == ("69", "202611")
+    found = call(client, "P002", "<BizNo>HGW-P-0001</BizNo>", token)
+    assert (found.code, found.head("TransCode")) == ("0000", "P002")
+    assert {child.tag: (child.text or "") for child in found.body} == answer
+
+
+def test_p001_is_idempotent_by_biz_no(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    declare_the_month(client, token)
+    first = call(client, "P001", payment(), token)
+    again = call(client, "P001", payment(amount="1.00", decl_biz_no="HGW-D-OTHER"), token)
+    assert again.code == "0000" and again.text("ConfirmAmount") == first.text("ConfirmAmount") == "3900.00"
+    assert [p.biz_no for p in bureau.contribution_payments()] == ["HGW-P-0001"]
+    assert records_of(client, token)[0]["PaidMonths"] == "69"
+    state = client.get("/__mock__/state").json()
+    assert [p["ConfirmNo"] for p in state["payments"]] == ["420100-P-000001"]
+
+
+@pytest.mark.parametrize(
+    ("code", "options"),
+    [
+        ("B011", {"amount": "0.00"}),
+        ("B011", {"amount": "-5.00"}),
+        ("B008", {"decl_biz_no": "HGW-D-NEVER"}),
+        ("B010", {"unit_code": "91430100MA4L16JQ9D"}),
+        ("B010", {"period": "202612"}),
+        ("B009", {"decl_biz_no": "HGW-D-REFUSED"}),
+        ("B012", {"biz_no": "HGW-P-SECOND"}),
+    ],
+)
+def test_p001_refusals_store_and_mark_nothing(
+    client: httpx.Client, bureau: XmlGbkBureau, token: str, code: str, options: dict[str, str]
+) -> None:
+    declare_the_month(client, token)
+    refused = call(client, "D001", declaration(line(1, ZHANG_SAN, "张三", types=("110",)), biz_no="HGW-D-REFUSED"), token)
+    assert refused.text("DeclStatus") == "3"
+    if code == "B012":
+        assert call(client, "P001", payment(), token).code == "0000"
+    reply = call(client, "P001", payment(**options), token)
+    assert (reply.status, reply.code) == (200, code)
+    assert reply.head("ReturnMsg") and len(reply.body) == 0
+    biz_no = options.get("biz_no", "HGW-P-0001")
+    if code != "B012":
+        assert call(client, "P002", f"<BizNo>{biz_no}</BizNo>", token).code == "B404"
+        assert months_of(client, token, LI_MING) == {}
+        assert bureau.contribution_payments() == []
+    else:
+        assert call(client, "P002", f"<BizNo>{biz_no}</BizNo>", token).code == "B404"
+        assert [p.biz_no for p in bureau.contribution_payments()] == ["HGW-P-0001"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        payment(amount="3900"),
+        payment(amount="3,900.00"),
+        payment(pay_date="20261120"),
+        payment(period="2026-11"),
+        payment(decl_biz_no="short"),
+        payment(bank_serial_no="x" * 65),
+        payment().replace("<BankSerialNo>E2E-20261120-000001</BankSerialNo>", ""),
+    ],
+)
+def test_malformed_p001_is_s400(client: httpx.Client, bureau: XmlGbkBureau, token: str, body: str) -> None:
+    declare_the_month(client, token)
+    reply = call(client, "P001", body, token)
+    assert (reply.status, reply.code) == (400, "S400")
+    assert bureau.contribution_payments() == []
+
+
+def test_p001_needs_a_session_and_faults_by_trans_code(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    declare_the_month(client, token)
+    assert call(client, "P001", payment()).code == "AUTH01"
+    bureau.faults.add(parse_fault("P001:drop_after:times=1"))
+    with pytest.raises(httpx.TransportError):
+        post(client, document("P001", payment(), token=token).encode("gbk"))
+    assert call(client, "P002", "<BizNo>HGW-P-0001</BizNo>", token).code == "0000"  # applied before the drop
+    assert bureau.count(operation="P001") == 2
+
+
+# A clerk corrects a person's contribution status
+
+
+def test_zhang_sans_late_months_corrected_to_paid(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    for period in ("2024-08", "2024-09"):
+        r = client.post("/__mock__/contributions", json={"id_number": ZHANG_SAN, "period": period, "status": "paid"})
+        assert r.status_code == 200
+        assert r.json()["id_number"] == "4201**********0177" and ZHANG_SAN not in r.text
+        assert [(m["InsType"], m["PayStatus"], m["PaidDate"]) for m in r.json()["months"]] == [
+            ("110", "1", "2024-10-28"), ("310", "1", "2024-10-28"),
+        ]  # fmt: skip
+    held = call(client, "Q002", months_query("202408", "202409"), token).items("Months/Month")
+    assert [(m["Period"], m["PayStatus"], m["PaidDate"]) for m in held] == [
+        ("202408", "1", "2024-10-28"), ("202408", "1", "2024-10-28"),
+        ("202409", "1", "2024-10-28"), ("202409", "1", "2024-10-28"),
+    ]  # fmt: skip
+
+
+def test_correcting_one_type_to_unpaid_then_late(client: httpx.Client, bureau: XmlGbkBureau, token: str) -> None:
+    assert bureau.set_contribution_status(ZHANG_SAN, "202410", "unpaid", "medical") == [
+        {"Period": "202410", "InsType": "310", "PayStatus": "3", "EmployerAmount": "720.00",
+         "PersonalAmount": "180.00", "PaidDate": ""},
+    ]  # fmt: skip
+    bureau.set_contribution_status(ZHANG_SAN, "202410", "late", "310")  # dated today on the bureau's clock
+    held = {m["InsType"]: m for m in call(client, "Q002", months_query("202410", "202410"), token).items("Months/Month")}
+    assert (held["110"]["PayStatus"], held["110"]["PaidDate"]) == ("1", "2024-11-15")
+    assert (held["310"]["PayStatus"], held["310"]["PaidDate"]) == ("2", "2026-11-21")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"id_number": LI_MING, "period": "2024-08", "status": "paid"}, 404),
+        ({"id_number": ZHANG_SAN, "period": "2023-01", "status": "paid"}, 404),
+        ({"id_number": ZHANG_SAN, "period": "2024-08", "status": "paid", "insurance_type": "210"}, 404),
+        ({"id_number": ZHANG_SAN, "period": "2024-08", "status": "overdue"}, 400),
+        ({"id_number": ZHANG_SAN, "period": "08/2024", "status": "paid"}, 400),
+        ({"id_number": ZHANG_SAN, "period": "2024-08", "status": "paid", "paid_on": "28.10.2024"}, 400),
+        ({"id_number": ZHANG_SAN, "status": "paid"}, 400),
+    ],
+)
+def test_corrections_the_bureau_cannot_make(client: httpx.Client, token: str, body: dict[str, str], status: int) -> None:
+    r = client.post("/__mock__/contributions", json=body)
+    assert (r.status_code, "error" in r.json()) == (status, True)
+    held = call(client, "Q002", months_query("202408", "202408"), token).items("Months/Month")
+    assert {m["PayStatus"] for m in held} == {"2"}
