@@ -137,25 +137,26 @@ class Iso20022Bank(MockServer):
             route = self._route(request)
             if route is None:
                 return messages.error(messages.NOT_FOUND, detail="unknown path")
-            method, handler = route
+            method, handler, signed = route
             if request.method != method:
                 return messages.error(messages.METHOD, detail=f"use {method}")
-            if handler is not self._ping:
+            if signed:
                 self._verifier.verify(request)
             return handler(request)
         except BankError as failure:
             return failure.response()
 
-    def _route(self, request: Request) -> tuple[str, Callable[[Request], Response]] | None:
+    def _route(self, request: Request) -> tuple[str, Callable[[Request], Response], bool] | None:
+        """``(method, handler, signed)`` for the request's path."""
         path = request.path
         if path == PING:
-            return "GET", self._ping
+            return "GET", self._ping, False
         if path == PAYMENTS:
-            return "POST", self._upload
+            return "POST", self._upload, True
         if path == STATEMENTS:
-            return "POST", self._statement
+            return "POST", self._statement, True
         if path.startswith(_PAYMENT_PREFIX) and "/" not in path[len(_PAYMENT_PREFIX) :]:
-            return "GET", self._status
+            return "GET", self._status, True
         return None
 
     def inspect(self, request: Request) -> RequestKeys:
