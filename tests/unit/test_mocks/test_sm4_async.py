@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.hmac import HMAC
 
-from mocks import MOCK_DIALECTS, Fault, Sm4AsyncBureau
+from mocks import MOCK_DIALECTS, Fault, Sm4AsyncBureau, parse_fault
 from mocks.sm4_async import sandbox_mac_key, sandbox_sm4_key
 
 REPO = Path(__file__).resolve().parents[3]
@@ -1028,3 +1028,171 @@ def test_transfer_step_seconds_is_checked() -> None:
             server.transfer_step_seconds = -0.5
     finally:
         server.stop()
+
+
+# -- payment notices -------------------------------------------------------------------
+
+PAY = "/api/contribution-payment/submit"
+
+
+def payment(biz_no: str = "HGW-PAY-000001", sblsh: str = "HGW-DECL-000001", **overrides: Any) -> dict[str, Any]:
+    return {
+        "bizNo": biz_no, **CS_UNIT, "sbny": "202611", "sblsh": sblsh, "jkje": "2600.00", "jkrq": "20261120",
+        "yhlsh": "E2E-20261120-000001", **overrides,
+    }  # fmt: skip
+
+
+def months_in(client: httpx.Client, id_number: str, month: str = "202611") -> dict[str, dict[str, Any]]:
+    held = ok(call(client, CONTRIBUTION, {"idNo": id_number, "startMonth": month, "endMonth": month}))["months"]
+    return {m["xzlx"]: m for m in held}
+
+
+def declare_li_ming(client: httpx.Client, biz_no: str = "HGW-DECL-000001") -> None:
+    """Li Ming hired for pension and medical at 8000; a leave line refused (Liu Yang is not active)."""
+    ok(call(client, DECLARE, declaration(
+        biz_no, line(1, LI_MING, "李明", "1", xzlx=["110", "310"]), line(2, LIU_YANG, "刘洋", "2"),
+    )))  # fmt: skip
+
+
+def test_payment_notice_is_processing_then_confirms_the_declared_months(
+    client: httpx.Client, bureau: Sm4AsyncBureau, clock: FakeClock
+) -> None:
+    declare_li_ming(client)
+    ack = ok(call(client, PAY, payment()))
+    assert ack == {"ticket": "T430100-000002", "bizNo": "HGW-PAY-000001"}
+    processing = _result(client, bizNo="HGW-PAY-000001")
+    assert processing == {
+        "ticket": "T430100-000002", "bizNo": "HGW-PAY-000001", "ywlx": "04", "state": "PROCESSING",
+        "acceptNo": "", "acceptDate": "", "failCode": "", "failMsg": "", "qrje": "",
+    }  # fmt: skip
+    clock.advance(0.5)  # the declaration is decided first, then the notice
+    decided = _result(client, ticket="T430100-000002")
+    today = datetime.fromtimestamp(clock.now, CHINA).strftime("%Y%m%d")
+    assert decided == {
+        **processing, "state": "SUCCESS", "acceptNo": "430100-R-000002", "acceptDate": today, "qrje": "2600.00",
+    }  # fmt: skip
+    assert months_in(client, LI_MING) == {
+        "110": {"ny": "202611", "xzlx": "110", "jfzt": "1", "dwjf": "1280.00", "grjf": "640.00", "dzrq": "20261120"},
+        "310": {"ny": "202611", "xzlx": "310", "jfzt": "1", "dwjf": "640.00", "grjf": "160.00", "dzrq": "20261120"},
+    }
+    assert months_in(client, LIU_YANG) == {}  # his refused leave line made nothing due
+    assert {(r["xzlx"], r["jfys"], r["zhjfny"]) for r in records_of(client, LI_MING, "李明")} == {
+        ("110", 1, "202611"), ("310", 1, "202611"),
+    }
+    [notice] = bureau.contribution_payments()
+    assert (notice.biz_no, notice.state, notice.sblsh) == ("HGW-PAY-000001", "SUCCESS", "HGW-DECL-000001")
+    state = client.get("/__mock__/state").json()
+    assert [t["ywlx"] for t in state["tasks"]] == ["02", "04"]
+    assert state["tasks"][1]["yhlsh"] == "E2E-20261120-000001" and LI_MING not in str(state)
+
+
+def test_the_same_payment_biz_no_returns_the_same_ticket(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    declare_li_ming(client)
+    first = ok(call(client, PAY, payment()))
+    assert ok(call(client, PAY, payment(jkje="1.00"))) == first
+    refused(call(client, PAY, payment(biz_no="HGW-DECL-000001")), "40005", 400)  # a declaration's bizNo
+    refused(call(client, DECLARE, declaration("HGW-PAY-000001", line(1, LI_MING, "李明", "1"))), "40005", 400)
+    bureau.settle()
+    assert [t.biz_no for t in bureau.contribution_payments()] == ["HGW-PAY-000001"]
+    assert months_in(client, LI_MING)["110"]["jfzt"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("code", "overrides"),
+    [
+        ("63004", {"jkje": "0.00"}),
+        ("63004", {"jkje": "-5.00"}),
+        ("63001", {"sblsh": "HGW-DECL-NEVER1"}),
+        ("63001", {"sblsh": "HGW-0123456789ABCDEF"}),  # an enrolment's bizNo, not a declaration's
+        ("63003", {"dwbh": "91440101MA59BX4C3Y"}),
+        ("63003", {"sbny": "202612"}),
+        ("63002", {"sblsh": "HGW-DECL-REFUSED"}),
+        ("63005", {"bizNo": "HGW-PAY-SECOND"}),
+    ],
+)
+def test_payment_notices_the_bureau_refuses(
+    client: httpx.Client, bureau: Sm4AsyncBureau, clock: FakeClock, code: str, overrides: dict[str, Any]
+) -> None:
+    declare_li_ming(client)
+    ok(call(client, SUBMIT, submit_payload(idNo=WANG_FANG, name="王芳")))
+    ok(call(client, DECLARE, declaration("HGW-DECL-REFUSED", line(1, LIU_YANG, "刘洋", "4"))))
+    if code == "63005":
+        ok(call(client, PAY, payment()))
+    body = payment(**overrides)
+    ok(call(client, PAY, body))
+    clock.advance(0.5)
+    result = _result(client, bizNo=body["bizNo"])
+    assert (result["state"], result["failCode"], result["acceptNo"], result["qrje"]) == ("FAILED", code, "", "")
+    assert result["failMsg"] and result["acceptDate"]
+    if code != "63005":
+        assert months_in(client, LI_MING) == {}
+        assert {r["jfys"] for r in records_of(client, LI_MING, "李明")} == {0}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"jkje": "2600"}, {"jkje": 2600}, {"jkrq": "2026-11-20"}, {"sblsh": "short"}, {"yhlsh": "x" * 65},
+     {"yhlsh": ""}, {"sbny": "202613"}, {"dwmc": None}],
+)  # fmt: skip
+def test_malformed_payment_notices_are_40005_at_once(
+    client: httpx.Client, bureau: Sm4AsyncBureau, overrides: dict[str, Any]
+) -> None:
+    body = {k: v for k, v in payment(**overrides).items() if v is not None}
+    refused(call(client, PAY, body), "40005", 400)
+    assert bureau.contribution_payments() == []
+    refused(call(client, RESULT, {"bizNo": "HGW-PAY-000001"}), "61404", 200)
+
+
+def test_drop_after_on_a_payment_notice_registers_it_once(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    declare_li_ming(client)
+    bureau.faults.add(parse_fault(f"{PAY}:drop_after:times=1"))
+    with pytest.raises(httpx.TransportError):
+        call(client, PAY, payment())
+    assert _result(client, bizNo="HGW-PAY-000001")["state"] == "PROCESSING"
+    assert ok(call(client, PAY, payment()))["ticket"] == "T430100-000002"
+    bureau.settle()
+    assert [(t.biz_no, t.state) for t in bureau.contribution_payments()] == [("HGW-PAY-000001", "SUCCESS")]
+
+
+# -- a clerk corrects a person's contribution status -----------------------------------
+
+
+def test_correcting_a_month_over_the_control_plane(client: httpx.Client, bureau: Sm4AsyncBureau) -> None:
+    r = client.post("/__mock__/contributions", json={"id_number": LIU_YANG, "period": "2023-05", "status": "unpaid"})
+    assert r.status_code == 200 and LIU_YANG not in r.text
+    assert r.json() == {
+        "id_number": "4301**********0282",
+        "months": [{"ny": "202305", "xzlx": "110", "jfzt": "3", "dwjf": "960.00", "grjf": "480.00", "dzrq": ""}],
+    }
+    r = client.post(
+        "/__mock__/contributions",
+        json={"id_number": LIU_YANG, "period": "202305", "status": "late", "insurance_type": "pension",
+              "paid_on": "2023-08-01"},
+    )  # fmt: skip
+    assert r.status_code == 200
+    corrected = months_in(client, LIU_YANG, "202305")["110"]
+    assert (corrected["jfzt"], corrected["dzrq"]) == ("2", "20230801")
+    assert bureau.set_contribution_status(LIU_YANG, "2023-05", "paid", paid_on=date(2023, 6, 15)) == [
+        {"ny": "202305", "xzlx": "110", "jfzt": "1", "dwjf": "960.00", "grjf": "480.00", "dzrq": "20230615"},
+    ]
+    assert months_in(client, LIU_YANG, "202304")["110"]["jfzt"] == "1"  # other months untouched
+    bureau.reset()
+    assert months_in(client, LIU_YANG, "202305")["110"]["dzrq"] == "20230615"  # the seed's own date
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"id_number": LI_MING, "period": "2023-05", "status": "paid"}, 404),
+        ({"id_number": LIU_YANG, "period": "2024-05", "status": "paid"}, 404),
+        ({"id_number": LIU_YANG, "period": "2023-05", "status": "paid", "insurance_type": "medical"}, 404),
+        ({"id_number": LIU_YANG, "period": "2023-05", "status": "PAID"}, 400),
+        ({"id_number": LIU_YANG, "period": "2023-5", "status": "paid"}, 400),
+        ({"id_number": LIU_YANG, "period": "2023-05", "status": "paid", "paid_on": 20230615}, 400),
+        ({"id_number": 430104199306150282, "period": "2023-05", "status": "paid"}, 400),
+    ],
+)
+def test_corrections_the_bureau_cannot_make(client: httpx.Client, body: dict[str, Any], status: int) -> None:
+    r = client.post("/__mock__/contributions", json=body)
+    assert (r.status_code, "error" in r.json()) == (status, True)
+    assert months_in(client, LIU_YANG, "202305")["110"]["jfzt"] == "1"
