@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stdnum.cn import ric, uscc  # noqa: E402
 
 from gateway.policy import in_force, resolve, shipped_regions  # noqa: E402
-from gateway.validation import _birth_place_valid  # noqa: E402
+from sandbox.validation import birth_place_known  # noqa: E402
 
 __all__ = ["COLUMNS", "DEFECT_KINDS", "generate", "main"]
 
@@ -126,7 +126,7 @@ class _Generator:
     def id_number(self, birth: dt.date, gender: str | None = None) -> str:
         while True:
             division = self.rng.choice(_DIVISIONS)
-            if not _birth_place_valid(division, f"{birth.year:04d}"):
+            if not birth_place_known(division, f"{birth.year:04d}"):
                 continue
             sequence = self.rng.randrange(0, 500) * 2 + (gender == "male" if gender else self.rng.randrange(2))
             body = f"{division}{birth:%Y%m%d}{sequence:03d}"

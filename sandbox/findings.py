@@ -52,7 +52,7 @@ RULES: dict[str, Rule] = _catalogue(
     Rule("unknown_code", 1, "A value is not in the field's code table", "error"),
     Rule("ragged_row", 1, "The row has a different number of cells than the header", "error"),
     Rule("undecodable_row", 1, "The row holds bytes the file's encoding cannot decode", "error"),
-    Rule("malformed_row", 1, "The line is not a JSON object", "error"),
+    Rule("malformed_row", 1, "The row cannot be read (bad CSV quoting, or a line that is not a JSON object)", "error"),
     # level 2: the record alone
     Rule("invalid_id_number", 2, "Resident ID number is invalid", "error"),
     Rule("invalid_uscc", 2, "Employer's Unified Social Credit Code is invalid", "error"),

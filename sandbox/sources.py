@@ -58,7 +58,8 @@ csv.field_size_limit(16 * 1024 * 1024)
 
 class SourceRow(msgspec.Struct):
     """One data row: ``values`` by column (``None`` for an empty cell), or a row-level
-    ``problem`` (``problem_kind`` says which: ``ragged``, ``undecodable``, ``malformed``)."""
+    ``problem`` (``problem_kind`` says which: ``ragged``, ``undecodable``, ``malformed`` —
+    bad CSV quoting or a JSON line that is not an object)."""
 
     number: int
     values: dict[str, str | None]
@@ -102,9 +103,18 @@ class Source:
         columns = self.columns
         width = len(columns)
         with open(self.path, encoding=self.encoding, errors="surrogateescape", newline="") as stream:
-            reader = csv.reader(stream, delimiter=self.delimiter)
+            # strict: a stray quote is reported on its row instead of silently merging cells
+            reader = csv.reader(stream, delimiter=self.delimiter, strict=True)
             number = 0
-            for cells in reader:
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    number += 1
+                    yield _bad_quoting(number, exc)
+                    continue
                 number += 1
                 if number == 1:
                     continue  # the header, checked by open_source
@@ -241,15 +251,18 @@ def _resolve_encoding(path: Path, declared: str | None) -> str:
 def _open_csv(path: Path, encoding: str, delimiter: str) -> Source:
     name = path.name
     with open(path, encoding=encoding, errors="surrogateescape", newline="") as stream:
-        reader = csv.reader(stream, delimiter=delimiter)
+        reader = csv.reader(stream, delimiter=delimiter, strict=True)
         try:
             header = next(reader, None)
-            if header is None:
-                raise SourceError("the file is empty", file=name)
-            columns = _header(header, name, row=1)
-            has_data = any(cells and any(cell.strip() for cell in cells) for cells in reader)
         except csv.Error as exc:
-            raise SourceError(f"not a readable CSV file: {exc}", file=name, row=reader.line_num or 1) from None
+            raise SourceError(f"the header cannot be read: {exc}", file=name, row=1) from None
+        if header is None:
+            raise SourceError("the file is empty", file=name)
+        columns = _header(header, name, row=1)
+        try:
+            has_data = any(cells and any(cell.strip() for cell in cells) for cells in reader)
+        except csv.Error:
+            has_data = True  # a damaged row is still a row: reported when the rows are read
     if not has_data:
         raise SourceError("the file has a header but no data rows", file=name, row=2)
     return Source(path, "csv", encoding, columns, delimiter=delimiter)
@@ -301,6 +314,11 @@ def _table_row(number: int, cells: list[Any], columns: tuple[str, ...], width: i
         if value is not None and _UNDECODABLE.search(value):
             return _undecodable(number, values, column)
     return SourceRow(number, values)
+
+
+def _bad_quoting(number: int, exc: csv.Error) -> SourceRow:
+    reason = "a quoted cell is never closed" if "end of data" in str(exc) else f"bad quoting: {exc}"
+    return SourceRow(number, {}, problem=f"the row cannot be split into cells ({reason})", problem_kind="malformed")
 
 
 def _zip(columns: tuple[str, ...], cells: list[Any]) -> dict[str, str | None]:

@@ -241,3 +241,18 @@ def test_jsonl_without_objects_is_refused(tmp_path):
         open_source(write(tmp_path, "a.jsonl", b""))
     with pytest.raises(SourceError, match="no JSON object lines"):
         open_source(write(tmp_path, "b.jsonl", "[1]\n\n2\n"))
+
+
+def test_bad_quoting_is_a_row_problem_and_reading_goes_on(tmp_path):
+    source = open_source(write(tmp_path, "q.csv", 'a,b\n1,"ab"c\n2,3\n4,"never closed\n5,6\n'))
+    stray, fine, unclosed = rows(source)
+    assert (stray.number, stray.problem_kind) == (2, "malformed") and "bad quoting" in stray.problem
+    assert fine == SourceRow(3, {"a": "2", "b": "3"})
+    assert unclosed.problem_kind == "malformed" and "never closed" in unclosed.problem
+
+
+def test_a_header_with_undecodable_bytes_is_refused(tmp_path):
+    path = write(tmp_path, "h.csv", "姓名".encode("gbk") + b"\xff,b\n" + "王芳,1\n李明,2\n张三,3\n".encode("gbk"))
+    with pytest.raises(SourceError, match="header cell 1 holds bytes") as exc:
+        open_source(path, encoding="gbk")
+    assert exc.value.row == 1

@@ -237,3 +237,22 @@ def test_jsonl_and_xlsx_sources_validate_like_csv(tmp_path):
     first, second = validate(open_source(tmp_path / "e.xlsx"), mapping)
     assert first.passed and first.record.hire_date == dt.date(2024, 4, 8)
     assert [(f.rule, f.related_row) for f in second.findings] == [("duplicate_id", 2)]
+
+
+def test_id_number_check_agrees_with_python_stdnum():
+    import random
+
+    from stdnum.cn import ric
+
+    from sandbox.validation import id_number_problem
+
+    rng = random.Random(7)
+    cases = [WANG_FANG, LI_MING, "440104199003120214", "43010219951108035", "440104199002300213", "999999199003120213"]
+    for _ in range(3000):
+        division = rng.choice(["440104", "430102", "110101", "999999", "431002"])
+        body = f"{division}{rng.randint(1950, 2010)}{rng.randint(1, 13):02d}{rng.randint(1, 31):02d}{rng.randint(0, 999):03d}"
+        cases.append(body + rng.choice("0123456789X"))
+    for number in cases:
+        reason, birth = id_number_problem(number)
+        assert (reason is None) == ric.is_valid(number), number
+        assert birth == (ric.get_birth_date(number) if reason is None else None)
