@@ -42,7 +42,7 @@ class SeedCreditor:
 CREDITOR_ACCOUNTS: tuple[SeedCreditor, ...] = (
     SeedCreditor("6222020200112233445", "李明", "open"),
     SeedCreditor("6222020200112233446", "王芳", "open"),
-    SeedCreditor("6222000000000000011", "张三", "closed"),  # AC04
+    SeedCreditor("6222000000000000012", "张三", "closed"),  # AC04
     SeedCreditor("6222000000000000022", "陈静", "blocked"),  # AC06
     SeedCreditor("6222000000000000044", None, "missing"),  # AC01
     SeedCreditor("6222000000000000055", "赵磊", "screened"),  # RR04
@@ -56,6 +56,8 @@ CNAPS_BANK_CLASSES = frozenset(
         "102", "103", "104", "105", "201", "202", "203", "301", "302", "303", "304", "305", "306",
         "307", "308", "309", "310", "313", "314", "315", "316", "317", "318", "319", "320", "401",
         "402", "403",
+        # The sandbox's own clearing class: the banks where the sandbox bureaus collect.
+        "999",
     }
 )
 

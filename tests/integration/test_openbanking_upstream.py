@@ -172,13 +172,13 @@ async def test_unknown_payments_and_accounts(adapter: OpenBankingBankAdapter) ->
 @pytest.mark.parametrize(
     ("overrides", "reason", "code"),
     [
-        ({"creditor": AccountParty("张三", "6222000000000000011", "102100099996")}, "account_closed", "AC04"),
+        ({"creditor": AccountParty("张三", "6222000000000000012", "102100099996")}, "account_closed", "AC04"),
         ({"creditor": AccountParty("陈静", "6222000000000000022", "102100099996")}, "account_blocked", "AC06"),
         ({"creditor": AccountParty("无此人", "6222000000000000044", "102100099996")}, "invalid_account", "AC01"),
         ({"creditor": AccountParty("李鸣", LI_MING.account, LI_MING.bank_code)}, "creditor_name_mismatch", "BE01"),
         ({"creditor": AccountParty("赵磊", "6222000000000000055", "102100099996")}, "regulatory", "RR04"),
         ({"creditor": AccountParty("刘洋", "6222000000000000066", "102100099996")}, "other", "MS03"),
-        ({"creditor": AccountParty("李明", LI_MING.account, "999100000000")}, "invalid_bank_code", "RC01"),
+        ({"creditor": AccountParty("李明", LI_MING.account, "000100000000")}, "invalid_bank_code", "RC01"),
         ({"creditor": AccountParty("李明", LI_MING.account, "DEUTDEFFXXX")}, "invalid_bank_code", "RC01"),
         ({"debtor": LOW_BALANCE}, "insufficient_funds", "AM04"),
         ({"amount": Decimal("1000000.01")}, "invalid_amount", "AM02"),

@@ -389,13 +389,13 @@ def test_lookup_by_end_to_end_identification(client: Client) -> None:
 @pytest.mark.parametrize(
     ("change", "code"),
     [
-        ({"CreditorAccount": creditor("6222000000000000011", "张三")}, "AC04"),
+        ({"CreditorAccount": creditor("6222000000000000012", "张三")}, "AC04"),
         ({"CreditorAccount": creditor("6222000000000000022", "陈静")}, "AC06"),
         ({"CreditorAccount": creditor("6222000000000000044", "无此人")}, "AC01"),
         ({"CreditorAccount": creditor("6222000000000000055", "赵磊")}, "RR04"),
         ({"CreditorAccount": creditor("6222000000000000066", "刘洋")}, "MS03"),
         ({"CreditorAccount": creditor(LI_MING[0], "李鸣")}, "BE01"),
-        ({"CreditorAgent": {"SchemeName": "CN.CNAPS", "Identification": "999100000000"}}, "RC01"),
+        ({"CreditorAgent": {"SchemeName": "CN.CNAPS", "Identification": "000100000000"}}, "RC01"),
         ({"CreditorAgent": {"SchemeName": "BICFI", "Identification": "DEUTDEFFXXX"}}, "RC01"),
         ({"InstructedAmount": {"Amount": "1000000.01", "Currency": "CNY"}}, "AM02"),
         ({"DebtorAccount": creditor(*LOW_BALANCE)}, "AM04"),
