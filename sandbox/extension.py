@@ -59,5 +59,7 @@ async def _runs(app: Litestar) -> AsyncIterator[None]:
 EXTENSION = Extension(
     name="sandbox-migrations",
     commands=_commands,
+    route_handlers=_route_handlers,
+    lifespan=(_runs,),
     problem_types=PROBLEM_TYPES,
 )
