@@ -88,6 +88,7 @@ class Iso20022Bank(MockServer):
         self._clock = clock
         self._verifier = Verifier(api_key, api_secret, clock)
         self._ledger = Ledger(clock=clock, step=lambda: self.settle_seconds)
+        messages.pain001_schema()  # loaded once per process, now rather than during the first upload
         super().__init__(host=host, port=port)
         self._control_routes[("POST", "/__mock__/settle")] = self._control_settle
         self._control_routes[("POST", "/__mock__/accounts")] = self._control_account
