@@ -303,7 +303,22 @@ def _replay(report: Mapping[str, Any]) -> str:
         )
     else:
         table = "<p>No row has been replayed yet.</p>"
-    return f'<section id="replay">\n<h2>Replay</h2>\n<p>{total_line}.</p>\n{table}\n</section>'
+    # Rows stopped by level 1 or 2 count as not replayed in the summary but have no replay outcome of their own.
+    not_replayed = totals.get("not_replayed")
+    with_outcome = sum(_int(group.get("count")) for group in groups if group.get("outcome") == "not_replayed")
+    note = ""
+    if isinstance(not_replayed, int) and not isinstance(not_replayed, bool) and not_replayed > with_outcome:
+        note = (
+            f'<p class="note">Not replayed: <span data-key="not-replayed-failed">{not_replayed - with_outcome:,}'
+            "</span> row(s) that failed level 1 or 2"
+            + (
+                f", and {with_outcome:,} row(s) that passed but imply nothing the bureau could take"
+                if with_outcome
+                else ""
+            )
+            + ".</p>"
+        )
+    return f'<section id="replay">\n<h2>Replay</h2>\n<p>{total_line}.</p>\n{note}\n{table}\n</section>'
 
 
 # -- helpers --------------------------------------------------------------------------

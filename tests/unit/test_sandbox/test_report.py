@@ -389,3 +389,20 @@ def test_undecodable_bytes_in_a_message_do_not_break_either_rendering() -> None:
     assert "bytes \ufffd\ufffd cannot" in page
     document = json.loads(render_json(report))
     assert document["rules"][2]["examples"][0]["message"] == "row 9: bytes \ufffd\ufffd cannot be decoded as gbk"
+
+
+def test_rows_not_replayed_are_explained() -> None:
+    report = _report()
+    report["replay"]["by_outcome"].append(
+        {
+            "outcome": "not_replayed",
+            "code": "no_leave_date",
+            "message": "departed without a leave date",
+            "count": 3,
+            "examples": [96],
+        }
+    )
+    replay = _section(render_html(report), "replay")
+    assert 'data-key="not-replayed-failed">130<' in replay
+    assert "3 row(s) that passed but imply nothing" in replay
+    assert "no_leave_date" in replay

@@ -217,3 +217,34 @@ def test_undecodable_bytes_become_replacement_characters() -> None:
 def test_per_stratum_must_be_positive(per_stratum: int) -> None:
     with pytest.raises(ValueError):
         StratifiedSample(1, per_stratum)
+
+
+def test_the_example_export_through_real_validation() -> None:
+    from pathlib import Path
+
+    from sandbox.mapping import load_mapping
+    from sandbox.sources import open_source
+    from sandbox.validation import validate
+
+    folder = Path(__file__).resolve().parents[3] / "examples" / "migration"
+    mapping = load_mapping(folder / "mapping.toml")
+    manifest = json.loads((folder / "employees.csv.manifest.json").read_text(encoding="utf-8"))
+
+    def run(batch: int) -> tuple[StratifiedSample, set[str]]:
+        source = open_source(folder / "employees.csv", encoding=mapping.source_encoding)
+        sample = StratifiedSample.for_mapping(mapping, seed=11, per_stratum=3)
+        outcomes = list(validate(source, mapping))
+        for start in range(0, len(outcomes), batch):
+            for outcome in outcomes[start : start + batch]:
+                sample.offer(outcome)
+        return sample, {_id for o in outcomes if o.record is not None for _id in [o.record.id_number]}
+
+    first, id_numbers = run(7)
+    second, _ = run(100)
+    assert _rows(first) == _rows(second)
+    assert set(first.strata()) == {item.stratum for item in first.items()}
+    assert {"430100/passed", "unknown/failed_level1"} <= set(first.strata())
+    assert {stratum.split("/")[1] for stratum in first.strata()} == set(OUTCOME_CLASSES)
+    assert sum(first.strata().values()) == manifest["rows"]
+    text = json.dumps([item.as_dict() for item in first.items()], ensure_ascii=False)
+    assert not [number for number in id_numbers if number in text]
