@@ -168,6 +168,7 @@ class Gateway:
         self.contribution_runs = ContributionRunService(
             self.engine, self.cipher, declarations=self.declarations, approvals=self.approvals,
             payments=self.payments, vouchers=self.vouchers, escalation_delays=s.escalation_delays_seconds,
+            wake=lambda: self.poller.notify(),
             **slow_work,  # type: ignore[arg-type]
         )
         self.poller = Poller(

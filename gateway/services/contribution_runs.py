@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -93,6 +93,7 @@ class ContributionRunService(TrackedResource):
         self, engine: AsyncEngine, cipher: FieldCipher, events: EventPublisher, upstreams_for: Any, *,
         poll_seconds: float, declarations: DeclarationService, approvals: ApprovalService,
         payments: PaymentService, vouchers: VoucherService, escalation_delays: Sequence[float],
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(engine, cipher, events, upstreams_for, poll_seconds=poll_seconds)
         self.declarations = declarations
@@ -100,6 +101,7 @@ class ContributionRunService(TrackedResource):
         self.payments = payments
         self.vouchers = vouchers
         self.escalation_delays = tuple(escalation_delays)
+        self.wake = wake
 
     # -- creation --------------------------------------------------------------------
 
@@ -109,7 +111,8 @@ class ContributionRunService(TrackedResource):
         row = await self.find_by_token(client.id, token)
         if row is None:
             row = await self._create(client, body, upstreams, token)
-        await self.advance(row)
+            self.wake()
+        # The poller takes it from here (it is due at once): one worker per run, never two.
         return await self.get(client.id, row.id)
 
     async def _create(self, client: Client, body: ContributionRunIn, upstreams: UpstreamSet, token: str | None) -> Any:

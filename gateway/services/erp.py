@@ -16,6 +16,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters import (
@@ -165,20 +166,26 @@ class ApprovalService(TrackedResource):
                 raise _unavailable(erp.name, exc) from None
             approval_id = new_id("apr")
             now = utcnow()
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    erp_approvals.insert().values(
-                        id=approval_id, client_id=client.id, environment=client.environment, idempotency_token=token,
-                        erp=erp.name, kind=kind, amount=str(amount), cost_center=cost_center, period=period,
-                        client_reference=client_reference, description=description,
-                        attachments=json.dumps([{"kind": a.kind, "sha256": a.sha256, "name": a.name} for a in attachments]),
-                        budget=json.dumps(_comparison(position, amount)), status="submitting",
-                        reference=upstream_reference(approval_id), origin=origin, origin_id=origin_id,
-                        next_poll_at=now + dt.timedelta(seconds=30), poll_attempts=0, created_at=now, updated_at=now,
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        erp_approvals.insert().values(
+                            id=approval_id, client_id=client.id, environment=client.environment, idempotency_token=token,
+                            erp=erp.name, kind=kind, amount=str(amount), cost_center=cost_center, period=period,
+                            client_reference=client_reference, description=description,
+                            attachments=json.dumps([{"kind": a.kind, "sha256": a.sha256, "name": a.name} for a in attachments]),
+                            budget=json.dumps(_comparison(position, amount)), status="submitting",
+                            reference=upstream_reference(approval_id), origin=origin, origin_id=origin_id,
+                            next_poll_at=now + dt.timedelta(seconds=30), poll_attempts=0, created_at=now, updated_at=now,
+                        )
                     )
-                )
-                await record_status(conn, self.kind, approval_id, "submitting")
-                row = (await conn.execute(erp_approvals.select().where(erp_approvals.c.id == approval_id))).first()
+                    await record_status(conn, self.kind, approval_id, "submitting")
+                    row = (await conn.execute(erp_approvals.select().where(erp_approvals.c.id == approval_id))).first()
+            except IntegrityError:
+                # Created by a concurrent call with the same token: that one is the request.
+                row, resumed = await self.find_by_token(client.id, token), True
+                if row is None:
+                    raise
         if row.status == "submitting":
             await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)
@@ -332,25 +339,30 @@ class VoucherService(TrackedResource):
         if row is None:
             voucher_id = new_id("vch")
             now = utcnow()
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    erp_vouchers.insert().values(
-                        id=voucher_id, client_id=client.id, environment=client.environment, idempotency_token=token,
-                        erp=erp.name, voucher_date=date.isoformat(),
-                        lines=json.dumps([
-                            {"account": ln.account, "debit": str(ln.debit), "credit": str(ln.credit),
-                             "cost_center": ln.cost_center, "description": ln.description} for ln in lines
-                        ], ensure_ascii=False),
-                        total=str(sum((ln.debit for ln in lines), _ZERO)), client_reference=client_reference,
-                        description=description,
-                        attachments=json.dumps([{"kind": a.kind, "sha256": a.sha256, "name": a.name} for a in attachments]),
-                        status="submitting", reference=upstream_reference(voucher_id), origin=origin,
-                        origin_id=origin_id, next_poll_at=now + dt.timedelta(seconds=30), poll_attempts=0,
-                        created_at=now, updated_at=now,
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        erp_vouchers.insert().values(
+                            id=voucher_id, client_id=client.id, environment=client.environment, idempotency_token=token,
+                            erp=erp.name, voucher_date=date.isoformat(),
+                            lines=json.dumps([
+                                {"account": ln.account, "debit": str(ln.debit), "credit": str(ln.credit),
+                                 "cost_center": ln.cost_center, "description": ln.description} for ln in lines
+                            ], ensure_ascii=False),
+                            total=str(sum((ln.debit for ln in lines), _ZERO)), client_reference=client_reference,
+                            description=description,
+                            attachments=json.dumps([{"kind": a.kind, "sha256": a.sha256, "name": a.name} for a in attachments]),
+                            status="submitting", reference=upstream_reference(voucher_id), origin=origin,
+                            origin_id=origin_id, next_poll_at=now + dt.timedelta(seconds=30), poll_attempts=0,
+                            created_at=now, updated_at=now,
+                        )
                     )
-                )
-                await record_status(conn, self.kind, voucher_id, "submitting")
-                row = (await conn.execute(erp_vouchers.select().where(erp_vouchers.c.id == voucher_id))).first()
+                    await record_status(conn, self.kind, voucher_id, "submitting")
+                    row = (await conn.execute(erp_vouchers.select().where(erp_vouchers.c.id == voucher_id))).first()
+            except IntegrityError:
+                row, resumed = await self.find_by_token(client.id, token), True
+                if row is None:
+                    raise
         if row.status == "submitting":
             await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)

@@ -17,6 +17,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters import AccountParty, BankAdapter, CallContext, PaymentReceipt, PaymentSubmission, UpstreamError
@@ -99,7 +100,15 @@ class PaymentService(TrackedResource):
         row = await self.find_by_token(client.id, token)
         resumed = row is not None
         if row is None:
-            row = await self._insert(client, bank, debtor, creditor, amount, purpose, remittance, token, origin, origin_id)
+            try:
+                row = await self._insert(
+                    client, bank, debtor, creditor, amount, purpose, remittance, token, origin, origin_id
+                )
+            except IntegrityError:
+                # Created by a concurrent call with the same token: that one is the payment.
+                row, resumed = await self.find_by_token(client.id, token), True
+                if row is None:
+                    raise
         if row.status == "pending":
             await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)
