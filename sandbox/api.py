@@ -132,7 +132,7 @@ async def _receive_upload(request: Request, spool: Path) -> _Upload:
     text = bytearray()
     try:
         with PushMultipartParser(boundary.encode("latin-1"), max_segment_count=20) as parser:
-            async for chunk in upload_stream(request):
+            async for chunk in _then_end(upload_stream(request)):
                 for part in parser.parse(chunk):
                     if isinstance(part, MultipartSegment):
                         current, size, text = part, 0, bytearray()
@@ -184,6 +184,13 @@ async def _receive_upload(request: Request, spool: Path) -> _Upload:
         if size == 0:
             raise ProblemError("empty_upload", f"{name}: the {part} file is empty", part=part, file=name)
     return upload
+
+
+async def _then_end(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks, then the empty chunk that tells the parser the body has ended."""
+    async for chunk in chunks:
+        yield chunk
+    yield b""
 
 
 def _number(name: str, text: bytearray) -> int:

@@ -37,7 +37,7 @@ def progress_of(run: Run, now: dt.datetime | None = None) -> Progress:
     else:
         done, total = run.rows_replayed, run.replay_total
     rate = eta = None
-    if run.phase in ("validating", "replaying") and run.phase_started_at is not None:
+    if run.phase_started_at is not None:
         elapsed = ((run.finished_at or now) - run.phase_started_at).total_seconds()
         worked = done - run.phase_done_at_start
         if elapsed > 0 and worked > 0:
