@@ -38,8 +38,8 @@ FAST = UpstreamPolicy(
 CHANGSHA = AccountParty(name="长沙示例制造有限公司", account="43050188000012345678", bank_code="999551000012")
 GUANGZHOU = AccountParty(name="广州示例科技有限公司", account="44050158000087654321", bank_code="999581000019")
 WUHAN = AccountParty(name="武汉示例软件有限公司", account="42050116000011223344", bank_code="999521000015")
-LI_MING = AccountParty(name="李明", account="6217990000000000026", bank_code="999551000012")
-WANG_FANG = AccountParty(name="Wang Fang", account="6217990000000000018", bank_code="999581000019")
+LI_MING = AccountParty(name="李明", account="6217990000000000022", bank_code="999551000012")
+WANG_FANG = AccountParty(name="Wang Fang", account="6217990000000000014", bank_code="999581000019")
 
 
 class Clock:
@@ -212,7 +212,7 @@ async def test_wrong_credentials_are_refused(bank: Iso20022Bank, credentials: di
     ("overrides", "reason", "code"),
     [
         ({"creditor": AccountParty("李明", LI_MING.account, "999999999999")}, "invalid_bank_code", "RC10"),
-        ({"creditor": AccountParty("李明", "6217990000000000999", "999551000012")}, "invalid_account", "AC01"),
+        ({"creditor": AccountParty("李明", "6217990000000000998", "999551000012")}, "invalid_account", "AC01"),
         ({"creditor": AccountParty("李明", "12-34", "308584000013")}, "invalid_account", "AC03"),
         ({"amount": Decimal("1000000.01")}, "invalid_amount", "AM02"),
         ({"amount": Decimal("0.00")}, "invalid_amount", "AM01"),
@@ -231,9 +231,9 @@ async def test_rejections_at_upload(
 @pytest.mark.parametrize(
     ("overrides", "reason", "code"),
     [
-        ({"creditor": AccountParty("赵磊", "6217990000000000042", "999551000012")}, "account_closed", "AC04"),
-        ({"creditor": AccountParty("陈静", "6217990000000000059", "999551000012")}, "account_blocked", "AC06"),
-        ({"creditor": AccountParty("刘洋", "6217990000000000067", "999581000019")}, "regulatory", "RR04"),
+        ({"creditor": AccountParty("赵磊", "6217990000000000048", "999551000012")}, "account_closed", "AC04"),
+        ({"creditor": AccountParty("陈静", "6217990000000000055", "999551000012")}, "account_blocked", "AC06"),
+        ({"creditor": AccountParty("刘洋", "6217990000000000063", "999581000019")}, "regulatory", "RR04"),
         ({"creditor": AccountParty("王小芳", WANG_FANG.account, WANG_FANG.bank_code)}, "creditor_name_mismatch", "BE01"),
         ({"debtor": WUHAN, "amount": Decimal("20000.01")}, "insufficient_funds", "AM04"),
     ],

@@ -30,11 +30,11 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 CHANGSHA = "43050188000012345678"
 GUANGZHOU = "44050158000087654321"
 WUHAN = "42050116000011223344"
-LI_MING = "6217990000000000026"
-ZHANG_SAN = "6214830000000000035"
-CLOSED = "6217990000000000042"
-BLOCKED = "6217990000000000059"
-HOLD = "6217990000000000067"
+LI_MING = "6217990000000000022"
+ZHANG_SAN = "6214830000000000031"
+CLOSED = "6217990000000000048"
+BLOCKED = "6217990000000000055"
+HOLD = "6217990000000000063"
 
 P002 = {"s": "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"}
 C053 = {"c": "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"}
@@ -334,7 +334,7 @@ def test_a_bic_identifies_an_agent(client: Client) -> None:
         ({"debtor": "99999999999999"}, "AC02"),
         ({"creditor_agent": "999999999999"}, "RC10"),
         ({"creditor_agent": "CMBCCNBS", "creditor": "12AB"}, "AC03"),
-        ({"creditor": "6217990000000000999"}, "AC01"),
+        ({"creditor": "6217990000000000998"}, "AC01"),
         ({"requested_on": dt.date.today() - dt.timedelta(days=3)}, "CUTA"),
     ],
 )
@@ -510,7 +510,7 @@ def test_a_negative_balance_is_a_debit_balance(bank: Iso20022Bank, client: Clien
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
-        ({"account": "6217990000000000026", "fromDate": "2026-03-01", "toDate": "2026-03-31"}, 404, "UNKNOWN_ACCOUNT"),
+        ({"account": "6217990000000000022", "fromDate": "2026-03-01", "toDate": "2026-03-31"}, 404, "UNKNOWN_ACCOUNT"),
         ({"account": WUHAN, "fromDate": "2026-04-01", "toDate": "2026-03-31"}, 400, "BAD_REQUEST"),
         ({"account": WUHAN, "fromDate": "2025-01-01", "toDate": "2026-01-02"}, 400, "BAD_REQUEST"),
         ({"account": WUHAN, "fromDate": "2026-3-1", "toDate": "2026-03-31"}, 400, "BAD_REQUEST"),
@@ -611,3 +611,22 @@ def test_sandbox_defaults_and_a_negative_step_is_refused() -> None:
         assert bank.settle_seconds == 0 and "api_secret=sandbox-bank-a-secret" in bank.describe()
     with pytest.raises(ValueError):
         Iso20022Bank(settle_seconds=-1)
+
+
+@pytest.mark.parametrize(
+    ("account", "name", "agent_code"),
+    [
+        ("43001000000000000017", "长沙市社会保险服务中心", "999551000012"),
+        ("33001000000000000012", "杭州市社会保险管理服务中心", "999551000012"),
+        ("42001000000000000016", "武汉市社会保险管理中心", "999521000015"),
+        ("44001000000000000013", "广州市社会保险基金管理中心", "999581000019"),
+        ("44031000000000000018", "深圳市社会保险基金管理局", "999581000019"),
+    ],
+)
+def test_contributions_to_every_bureau_collection_account_settle(
+    bank: Iso20022Bank, client: Client, account: str, name: str, agent_code: str
+) -> None:
+    document = pain001(creditor=account, creditor_name=name, creditor_agent=agent_code, amount="96000.00")
+    assert report(client.upload(document))["status"] == "RCVD"
+    bank.settle()
+    assert bank.payment("PAY-0001").status == "ACSC"  # type: ignore[union-attr]

@@ -51,7 +51,7 @@ NS = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 CONTEXT = CallContext(request_id="req-1")
 
 CHANGSHA = AccountParty(name="长沙示例制造有限公司", account="43050188000012345678", bank_code="999551000012")
-LI_MING = AccountParty(name="李明", account="6217990000000000026", bank_code="999551000012")
+LI_MING = AccountParty(name="李明", account="6217990000000000022", bank_code="999551000012")
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_pain001_is_valid_and_carries_the_payment(xsd: xmlschema.XMLSchema) -> N
     amount = root.find(f"{tx}/p:Amt/p:InstdAmt", NS)
     assert amount is not None and (amount.text, amount.get("Ccy")) == ("1280.50", "CNY")
     assert text(root, f"{tx}/p:Cdtr/p:Nm") == "李明"
-    assert text(root, f"{tx}/p:CdtrAcct/p:Id/p:Othr/p:Id") == "6217990000000000026"
+    assert text(root, f"{tx}/p:CdtrAcct/p:Id/p:Othr/p:Id") == "6217990000000000022"
     assert text(root, f"{tx}/p:CdtrAgt/p:FinInstnId/p:ClrSysMmbId/p:MmbId") == "999551000012"
     assert text(root, f"{tx}/p:Purp/p:Cd") == "BEXP"
     assert text(root, f"{tx}/p:RmtInf/p:Ustrd") == "Reimbursement R-2026-0042"
@@ -253,7 +253,7 @@ def test_purposes_travel_as_iso_purpose_codes(purpose: str, code: str, xsd: xmls
 
 
 def test_a_bic_identifies_the_agent_by_bicfi(xsd: xmlschema.XMLSchema) -> None:
-    creditor = AccountParty(name="张三", account="6214830000000000035", bank_code="CMBCCNBSXXX")
+    creditor = AccountParty(name="张三", account="6214830000000000031", bank_code="CMBCCNBSXXX")
     document = build_pain001(submission(creditor=creditor), created_at=dt.datetime.now(dt.UTC))
     xsd.validate(document.decode())
     agent = "p:CstmrCdtTrfInitn/p:PmtInf/p:CdtTrfTxInf/p:CdtrAgt/p:FinInstnId"
@@ -287,7 +287,7 @@ def test_an_empty_remittance_is_left_out(xsd: xmlschema.XMLSchema) -> None:
 @pytest.mark.parametrize(
     ("overrides", "where"),
     [
-        ({"creditor": AccountParty(name="名" * 141, account="6217990000000000026", bank_code="999551000012")}, "/Cdtr/Nm$"),
+        ({"creditor": AccountParty(name="名" * 141, account="6217990000000000022", bank_code="999551000012")}, "/Cdtr/Nm$"),
         ({"creditor": AccountParty(name="李明", account="1" * 35, bank_code="999551000012")}, "/CdtrAcct/Id/Othr/Id$"),
         ({"reference": "R" * 36}, "/CdtTrfTxInf/PmtId/"),
         ({"remittance": "x" * 141}, "/RmtInf/Ustrd$"),
@@ -590,7 +590,7 @@ DEBIT = """<Ntry><NtryRef>1</NtryRef><Amt Ccy="CNY">1280.50</Amt><CdtDbtInd>DBIT
 <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>ICDT</Cd><SubFmlyCd>DMCT</SubFmlyCd></Fmly></Domn></BkTxCd>
 <NtryDtls><TxDtls><Refs><EndToEndId>PAY-0001</EndToEndId></Refs>
 <RltdPties><Dbtr><Pty><Nm>长沙示例制造有限公司</Nm></Pty></Dbtr><DbtrAcct><Id><Othr><Id>43050188000012345678</Id></Othr></Id></DbtrAcct>
-<Cdtr><Pty><Nm>李明</Nm></Pty></Cdtr><CdtrAcct><Id><Othr><Id>6217990000000000026</Id></Othr></Id></CdtrAcct></RltdPties>
+<Cdtr><Pty><Nm>李明</Nm></Pty></Cdtr><CdtrAcct><Id><Othr><Id>6217990000000000022</Id></Othr></Id></CdtrAcct></RltdPties>
 <RmtInf><Ustrd>Reimbursement</Ustrd><Ustrd>R-2026-0042</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>"""
 
 CREDIT = """<Ntry><NtryRef>2</NtryRef><Amt Ccy="CNY">515000.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>
@@ -622,7 +622,7 @@ async def test_a_statement_is_normalised(adapter: Iso20022BankAdapter, bank: res
     assert debit == StatementEntry(
         entry_reference="SBA2026041200000003", booked_on=dt.date(2026, 4, 12), value_on=dt.date(2026, 4, 13),
         amount=Decimal("1280.50"), currency="CNY", direction="debit", status="booked", reference="PAY-0001",
-        counterparty_name="李明", counterparty_account="6217990000000000026",
+        counterparty_name="李明", counterparty_account="6217990000000000022",
         remittance="Reimbursement R-2026-0042", bank_transaction_code="PMNT/ICDT/DMCT",
     )
     assert credit == StatementEntry(
