@@ -40,11 +40,12 @@ def key() -> str:
     return str(uuid.uuid4())
 
 
-def payment(bank: str, **changes):
+def payment(bank_name: str, **changes):
+    known = BANKS.get(bank_name, BANKS["sandbox-bank-a"])
     body = {
-        "bank": bank,
-        "debtor_account": BANKS[bank]["debtor"],
-        "creditor": dict(BANKS[bank]["creditor"]),
+        "bank": bank_name,
+        "debtor_account": known["debtor"],
+        "creditor": dict(known["creditor"]),
         "amount": "1234.56",
         "currency": "CNY",
         "purpose": "reimbursement",
