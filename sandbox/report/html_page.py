@@ -277,6 +277,7 @@ def _sign_off(sign_off: Any, run: Mapping[str, Any]) -> str:
 
 
 def _replay(report: Mapping[str, Any]) -> str:
+    status = _mapping(report.get("run")).get("status")
     totals = _mapping(_mapping(report.get("summary")).get("replay"))
     groups = [_mapping(group) for group in _mapping(report.get("replay")).get("by_outcome") or []]
     total_line = ", ".join(
@@ -311,6 +312,7 @@ def _replay(report: Mapping[str, Any]) -> str:
         note = (
             f'<p class="note">Not replayed: <span data-key="not-replayed-failed">{not_replayed - with_outcome:,}'
             "</span> row(s) that failed level 1 or 2"
+            + ("" if status == "completed" else " or were not reached yet")
             + (
                 f", and {with_outcome:,} row(s) that passed but imply nothing the bureau could take"
                 if with_outcome

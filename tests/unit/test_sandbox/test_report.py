@@ -406,3 +406,11 @@ def test_rows_not_replayed_are_explained() -> None:
     assert 'data-key="not-replayed-failed">130<' in replay
     assert "3 row(s) that passed but imply nothing" in replay
     assert "no_leave_date" in replay
+
+
+def test_rows_not_reached_by_an_unfinished_run_are_not_called_failures() -> None:
+    report = _report()
+    report["run"]["status"] = "interrupted"
+    assert "failed level 1 or 2 or were not reached yet" in _section(render_html(report), "replay")
+    report["run"]["status"] = "completed"
+    assert "not reached" not in _section(render_html(report), "replay")
