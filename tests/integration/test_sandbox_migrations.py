@@ -451,3 +451,40 @@ async def test_live_keys_cannot_start_migration_runs(bureaus: dict[str, Any], tm
         refused = await http.post("/v1/sandbox/migrations", headers={"Authorization": f"Bearer {issued['api_key']}"},
                                   files=files_of(data, mapping))
     assert refused.status_code == 403 and refused.json()["code"] == "sandbox_key_required"
+
+
+async def test_gateway_shutdown_interrupts_a_background_run_after_its_batch(
+    bureaus: dict[str, Any], tmp_path: Path
+) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from gateway.app import create_app
+    from gateway.store import create_engine
+    from sandbox.store import RunStore
+
+    settings = sandbox_settings(tmp_path / "data", api_key_cache_seconds=0)
+    issued = await create_client(settings, "sandbox:migrate")
+    headers = {"Authorization": f"Bearer {issued['api_key']}"}
+    data, mapping = write_case(tmp_path / "case", bulk_lines(40))
+    bureaus["440100"].faults.add(Fault(SUBMIT, FaultKind.LATENCY, latency_ms=100, times=10_000))
+    app = create_app(settings, sandbox_upstreams=upstreams_for(bureaus))
+    async with AsyncTestClient(app=app, timeout=30) as http:
+        started = await http.post("/v1/sandbox/migrations", headers=headers, files=files_of(data, mapping),
+                                  data={"batch_size": "5", "concurrency": "5"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = (await http.get(f"/v1/sandbox/migrations/{run_id}", headers=headers)).json()
+            if body["rows_replayed"] >= 5:
+                break
+            await asyncio.sleep(0.05)
+        assert body["status"] == "replaying" and body["progress"]["total"] == 40
+    # The app has shut down: the run stopped after the batch it was in, resumable.
+    engine = create_engine(settings.database_url)
+    try:
+        run = await RunStore(engine).get(run_id)
+    finally:
+        await engine.dispose()
+    assert run is not None and run.status == "interrupted" and run.phase == "replaying"
+    assert run.rows_replayed % 5 == 0 and 5 <= run.rows_replayed < 40 and run.lease_holder is None
