@@ -99,8 +99,9 @@ def serve(sandbox: bool, config: str | None, data_dir: str, host: str | None, po
         console.print(f"  database   {settings.database_url}")
         for upstream_set in gateway.upstreams.all():
             for adapter in upstream_set.adapters.values():
-                console.print(f"  upstream   {adapter.name} ({adapter.dialect}, {upstream_set.environment}) "
-                              f"regions {','.join(adapter.config.regions)} -> {adapter.client.base_url}")
+                regions = f" regions {','.join(adapter.config.regions)}" if adapter.config.regions else ""
+                console.print(f"  upstream   {adapter.name} ({adapter.kind} {adapter.dialect}, {upstream_set.environment})"
+                              f"{regions} -> {adapter.client.base_url}")
         if sandbox:
             from .sandbox import ensure_sandbox_client
 
@@ -280,20 +281,21 @@ def mocks() -> None:
 
 @mocks.command("serve")
 @click.option("--dialect", required=True, help="Upstream dialect, e.g. json-hmac.")
-@click.option("--region", required=True, help="Region the mock bureau serves, e.g. 440100.")
+@click.option("--region", default=None, help="Region a mock bureau serves, e.g. 440100 (banks and ERPs: none).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=0, type=int, help="0 picks a free port.")
 @click.option("--app-id", default=None, help="Credential the mock accepts (default hgw-sandbox).")
 @click.option("--app-secret", default=None, envvar="HGW_MOCK_APP_SECRET", help="Secret the mock accepts.")
 @click.option("--fault", "faults", multiple=True,
               help="Inject a fault, ROUTE:KIND[:k=v,...], e.g. '*:error:status=503,times=3'. Repeatable.")
-def mocks_serve(dialect: str, region: str, host: str, port: int, app_id: str | None, app_secret: str | None,
+def mocks_serve(dialect: str, region: str | None, host: str, port: int, app_id: str | None, app_secret: str | None,
                 faults: tuple[str, ...]) -> None:
     """Serve one mock upstream in the foreground."""
-    from mocks import MOCK_DIALECTS, serve_forever
+    from mocks import MOCK_DIALECTS, MOCK_UPSTREAMS, serve_forever
 
-    if dialect not in MOCK_DIALECTS:
-        raise click.BadParameter(f"known dialects: {', '.join(sorted(MOCK_DIALECTS))}", param_hint="--dialect")
+    known = sorted({*MOCK_DIALECTS, *MOCK_UPSTREAMS})
+    if dialect not in known:
+        raise click.BadParameter(f"known dialects: {', '.join(known)}", param_hint="--dialect")
     try:
         serve_forever(dialect, region, host, port, list(faults), app_id, app_secret)
     except ValueError as exc:

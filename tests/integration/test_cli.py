@@ -231,7 +231,30 @@ def test_mocks_serve_runs_one_bureau_with_faults_from_the_command_line(tmp_path)
         proc.terminate()
         proc.wait(10)
     bad = CliRunner().invoke(main, ["mocks", "serve", "--dialect", "smoke-signals", "--region", "440100"])
-    assert bad.exit_code == 2 and "known dialects" in bad.output
+    assert bad.exit_code == 2 and "known dialects" in bad.output and "iso20022" in bad.output
+    no_region = CliRunner().invoke(main, ["mocks", "serve", "--dialect", "json-hmac"])
+    assert no_region.exit_code == 1 and "--region" in no_region.output
+
+
+def test_mocks_serve_runs_a_bank_without_a_region(tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).with_name("hr-gateway")
+    proc = subprocess.Popen(
+        [str(exe), "mocks", "serve", "--dialect", "iso20022", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(200):
+                try:
+                    answer = http.get("/h2h/v1/ping")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            assert answer.status_code in (200, 401)  # up, and asking for its signature
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_serve_needs_exactly_one_mode(tmp_path):
