@@ -2,7 +2,13 @@ import pytest
 from stdnum.cn import ric
 
 from gateway.errors import ProblemError
-from gateway.validation import check_amount, check_id_number
+from gateway.validation import (
+    check_account_number,
+    check_amount,
+    check_bank_code,
+    check_currency,
+    check_id_number,
+)
 
 CASES = [
     "440104199003120213",  # valid
@@ -38,3 +44,51 @@ def test_bad_amounts(amount):
 
     with pytest.raises(ProblemError):
         check_amount(Decimal(amount), "x")
+
+
+# -- accounts, bank codes, currency ----------------------------------------------------
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("6222020200112233446", "6222020200112233446"),  # UnionPay card, Luhn-valid
+        ("6222 0202 0011 2233 446", "6222020200112233446"),
+        ("43050188000012345678", "43050188000012345678"),  # settlement account: form only
+        ("DE89370400440532013000", "DE89370400440532013000"),  # IBAN (stdnum.iban)
+        ("de89 3704 0044 0532 0130 00", "DE89370400440532013000"),
+    ],
+)
+def test_valid_account_numbers_are_compacted(value, expected):
+    assert check_account_number(value, "creditor.account") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["6222020200112233445", "DE89370400440532013001", "1234567", "1" * 31, "62220202001122334x", ""],
+)
+def test_malformed_account_numbers_are_refused_without_repeating_them(value):
+    with pytest.raises(ProblemError) as caught:
+        check_account_number(value, "creditor.account")
+    assert caught.value.code == "invalid_account_number"
+    assert caught.value.extensions["field"] == "creditor.account"
+    assert not value or value not in (caught.value.detail or "")
+
+
+@pytest.mark.parametrize("value", ["102100099996", "DEUTDEFF", "ICBKCNBJXXX"])
+def test_cnaps_codes_and_bics_are_bank_codes(value):
+    assert check_bank_code(value, "bank_code") == value
+
+
+@pytest.mark.parametrize("value", ["10210009999", "1021000999961", "DEUT", "12345678", "ICBKCNBJ1"])
+def test_other_bank_codes_are_refused(value):
+    with pytest.raises(ProblemError) as caught:
+        check_bank_code(value, "bank_code")
+    assert caught.value.code == "invalid_bank_code"
+
+
+def test_only_cny_is_a_currency():
+    assert check_currency("CNY", "currency") == "CNY"
+    for other in ("USD", "cny", "RMB"):
+        with pytest.raises(ProblemError) as caught:
+            check_currency(other, "currency")
+        assert caught.value.code == "unsupported_currency"
