@@ -40,13 +40,13 @@ class SeedCreditor:
 #: Creditor accounts the bank knows (employees' salary cards at other banks). Any other
 #: creditor account passes the account checks.
 CREDITOR_ACCOUNTS: tuple[SeedCreditor, ...] = (
-    SeedCreditor("6222020200112233445", "李明", "open"),
+    SeedCreditor("6222020200112233453", "李明", "open"),
     SeedCreditor("6222020200112233446", "王芳", "open"),
     SeedCreditor("6222000000000000012", "张三", "closed"),  # AC04
-    SeedCreditor("6222000000000000022", "陈静", "blocked"),  # AC06
-    SeedCreditor("6222000000000000044", None, "missing"),  # AC01
-    SeedCreditor("6222000000000000055", "赵磊", "screened"),  # RR04
-    SeedCreditor("6222000000000000066", "刘洋", "declined"),  # MS03
+    SeedCreditor("6222000000000000020", "陈静", "blocked"),  # AC06
+    SeedCreditor("6222000000000000046", None, "missing"),  # AC01
+    SeedCreditor("6222000000000000053", "赵磊", "screened"),  # RR04
+    SeedCreditor("6222000000000000061", "刘洋", "declined"),  # MS03
 )
 
 #: The first three digits of CNAPS codes of domestic bank classes (the CNAPS directory's

@@ -31,7 +31,7 @@ CTX = CallContext(request_id="it-openbanking")
 CHANGSHA = AccountParty(name="长沙示例制造有限公司", account="31310001000000000101", bank_code="313100000013")
 GUANGZHOU = AccountParty(name="广州示例科技有限公司", account="31310001000000000202", bank_code="313100000013")
 LOW_BALANCE = AccountParty(name="长沙示例制造有限公司", account="31310001000000000909", bank_code="313100000013")
-LI_MING = AccountParty(name="李明", account="6222020200112233445", bank_code="102100099996")
+LI_MING = AccountParty(name="李明", account="6222020200112233453", bank_code="102100099996")
 
 
 class Clock:
@@ -173,11 +173,11 @@ async def test_unknown_payments_and_accounts(adapter: OpenBankingBankAdapter) ->
     ("overrides", "reason", "code"),
     [
         ({"creditor": AccountParty("张三", "6222000000000000012", "102100099996")}, "account_closed", "AC04"),
-        ({"creditor": AccountParty("陈静", "6222000000000000022", "102100099996")}, "account_blocked", "AC06"),
-        ({"creditor": AccountParty("无此人", "6222000000000000044", "102100099996")}, "invalid_account", "AC01"),
+        ({"creditor": AccountParty("陈静", "6222000000000000020", "102100099996")}, "account_blocked", "AC06"),
+        ({"creditor": AccountParty("无此人", "6222000000000000046", "102100099996")}, "invalid_account", "AC01"),
         ({"creditor": AccountParty("李鸣", LI_MING.account, LI_MING.bank_code)}, "creditor_name_mismatch", "BE01"),
-        ({"creditor": AccountParty("赵磊", "6222000000000000055", "102100099996")}, "regulatory", "RR04"),
-        ({"creditor": AccountParty("刘洋", "6222000000000000066", "102100099996")}, "other", "MS03"),
+        ({"creditor": AccountParty("赵磊", "6222000000000000053", "102100099996")}, "regulatory", "RR04"),
+        ({"creditor": AccountParty("刘洋", "6222000000000000061", "102100099996")}, "other", "MS03"),
         ({"creditor": AccountParty("李明", LI_MING.account, "000100000000")}, "invalid_bank_code", "RC01"),
         ({"creditor": AccountParty("李明", LI_MING.account, "DEUTDEFFXXX")}, "invalid_bank_code", "RC01"),
         ({"debtor": LOW_BALANCE}, "insufficient_funds", "AM04"),

@@ -29,7 +29,7 @@ STEP = 2.0
 CHANGSHA = ("31310001000000000101", "长沙示例制造有限公司")
 GUANGZHOU = ("31310001000000000202", "广州示例科技有限公司")
 LOW_BALANCE = ("31310001000000000909", "长沙示例制造有限公司")
-LI_MING = ("6222020200112233445", "李明")
+LI_MING = ("6222020200112233453", "李明")
 ICBC = "102100099996"
 
 REGISTRY = jws.JWSRegistry(header_registry={"iat": HeaderParameter("issued at", "int")})
@@ -390,10 +390,10 @@ def test_lookup_by_end_to_end_identification(client: Client) -> None:
     ("change", "code"),
     [
         ({"CreditorAccount": creditor("6222000000000000012", "张三")}, "AC04"),
-        ({"CreditorAccount": creditor("6222000000000000022", "陈静")}, "AC06"),
-        ({"CreditorAccount": creditor("6222000000000000044", "无此人")}, "AC01"),
-        ({"CreditorAccount": creditor("6222000000000000055", "赵磊")}, "RR04"),
-        ({"CreditorAccount": creditor("6222000000000000066", "刘洋")}, "MS03"),
+        ({"CreditorAccount": creditor("6222000000000000020", "陈静")}, "AC06"),
+        ({"CreditorAccount": creditor("6222000000000000046", "无此人")}, "AC01"),
+        ({"CreditorAccount": creditor("6222000000000000053", "赵磊")}, "RR04"),
+        ({"CreditorAccount": creditor("6222000000000000061", "刘洋")}, "MS03"),
         ({"CreditorAccount": creditor(LI_MING[0], "李鸣")}, "BE01"),
         ({"CreditorAgent": {"SchemeName": "CN.CNAPS", "Identification": "000100000000"}}, "RC01"),
         ({"CreditorAgent": {"SchemeName": "BICFI", "Identification": "DEUTDEFFXXX"}}, "RC01"),
@@ -595,7 +595,7 @@ def test_state_masks_account_numbers_and_names(client: Client, bank: OpenBanking
         assert secret not in dumped
     assert "3131************0101" in dumped and "李*" in dumped
     payments = client.http.get("/__mock__/payments").json()
-    assert payments[0]["creditor_account"] == "6222***********3445"
+    assert payments[0]["creditor_account"] == "6222***********3453"
 
 
 def test_control_plane_steers_the_bank(client: Client, bank: OpenBankingBank, clock: Clock) -> None:

@@ -48,7 +48,7 @@ ACCOUNTS = "/open-banking/v3.1/aisp/accounts"
 CLIENT_ID = "hgw-unit-test"
 CLIENT_SECRET = "unit-test-secret"
 DEBTOR = AccountParty(name="长沙示例制造有限公司", account="31310001000000000101", bank_code="313100000013")
-CREDITOR = AccountParty(name="李明", account="6222020200112233445", bank_code="102100099996")
+CREDITOR = AccountParty(name="李明", account="6222020200112233453", bank_code="102100099996")
 REFERENCE = "HGW-PAY-01JD8Z3K4Q"
 CTX = CallContext(request_id="req-1")
 VERIFY_REGISTRY = jws.JWSRegistry(header_registry={"iat": HeaderParameter("issued at", "int")}, algorithms=["ES256"])
