@@ -137,6 +137,8 @@ async def child_run(data: Path, data_dir: Path, batch_size: int, concurrency: in
         prepared = await asyncio.to_thread(prepare, data, MAPPING)
         run = await runner.create(prepared, RunOptions(batch_size=batch_size, concurrency=concurrency))
 
+        cpu_at_replay: list[float] = []
+
         async def stop_at_limit() -> None:
             # The limit applies to the replay: it starts when validation has reached its last row.
             while not any(
@@ -144,6 +146,7 @@ async def child_run(data: Path, data_dir: Path, batch_size: int, concurrency: in
                 for _, event in events
             ):
                 await asyncio.sleep(0.2)
+            cpu_at_replay.append(_cpu_seconds())
             await asyncio.sleep(limit)
             stop.set()
 
@@ -151,6 +154,7 @@ async def child_run(data: Path, data_dir: Path, batch_size: int, concurrency: in
         started = time.perf_counter()
         final = await runner.execute(run, prepared)
         finished = time.perf_counter()
+        cpu_finished = _cpu_seconds()
         limiter.cancel()
 
         validating = [at for at, event in events if event.phase == "validating"]
@@ -179,9 +183,16 @@ async def child_run(data: Path, data_dir: Path, batch_size: int, concurrency: in
             "report_json_bytes": len(document),
             "database_bytes": (data_dir / "gateway.db").stat().st_size,
             "peak_rss_bytes": _peak_rss(),
+            # CPU of the whole process (event loop, mock bureau threads, SQLite thread) during the replay.
+            "replay_cpu_seconds": cpu_finished - cpu_at_replay[0] if cpu_at_replay else None,
         }
     finally:
         await gateway.stop()
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _peak_rss() -> int:
@@ -267,6 +278,17 @@ def _results_markdown(results: dict[str, Any]) -> str:
         + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in replay.items())
         + f" (run status `{run['status']}`; SQLite database {run['database_bytes'] / (1 << 20):,.0f} MiB).",
         "",
+        *(
+            [
+                f"During the replay the run's process used {run['replay_cpu_seconds']:,.0f} CPU-seconds in "
+                f"{run['replay_seconds']:,.0f} s ({run['replay_cpu_seconds'] / run['replay_seconds']:.2f} cores), "
+                f"{1000 * run['replay_cpu_seconds'] / max(1, run['replay_rows']):,.0f} ms of CPU per replayed row "
+                "(gateway, adapters, the in-process mock bureaus and SQLite together).",
+                "",
+            ]
+            if run.get("replay_cpu_seconds") and run["replay_seconds"] > 0
+            else []
+        ),
         "Targets (100,000 rows):" if rows == 100_000 else f"Targets (set for 100,000 rows; this run had {rows:,}):",
         "",
         f"- validated in {_duration(run['validation_seconds'])} in the run "
