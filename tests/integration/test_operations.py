@@ -34,7 +34,12 @@ async def test_adapters_are_listed_with_live_health(api):
     r = await api.http.get("/v1/adapters", headers=api.headers())
     assert r.status_code == 200
     adapters = {a["name"]: a for a in r.json()}
-    assert set(adapters) == {f"bureau-{r}" for r in ("330100", "420100", "430100", "440100", "440300")}
+    assert set(adapters) == {f"bureau-{r}" for r in ("330100", "420100", "430100", "440100", "440300")} | {
+        "sandbox-bank-a", "sandbox-bank-b", "sandbox-erp-sap", "sandbox-erp-kingdee"}
+    assert (adapters["sandbox-bank-a"]["kind"], adapters["sandbox-bank-a"]["dialect"]) == ("bank", "iso20022")
+    assert adapters["sandbox-bank-a"]["regions"] == []
+    assert {"payment_initiation", "payment_status", "statements"} <= set(adapters["sandbox-bank-a"]["capabilities"])
+    assert (adapters["sandbox-erp-kingdee"]["kind"], adapters["sandbox-erp-kingdee"]["dialect"]) == ("erp", "kingdee")
     assert adapters["bureau-430100"]["dialect"] == "sm4-async"
     assert adapters["bureau-420100"]["dialect"] == "xml-gbk"
     assert "contribution_history" in adapters["bureau-420100"]["capabilities"]

@@ -15,6 +15,7 @@ from adapters import (
     AdapterConfig,
     AdapterHealth,
     BankAdapter,
+    ErpAdapter,
     CallContext,
     BureauAdapter,
     Capability,
@@ -132,6 +133,7 @@ async def test_json_hmac_adapter_declares_itself() -> None:
             Capability.DECLARATION,
             Capability.TRANSFER_OUT,
             Capability.TRANSFER_IN,
+            Capability.CONTRIBUTION_PAYMENT,
         }
         assert all(isinstance(adapter, p) for p in (ContributionHistory, Declarations, TransfersOut, TransfersIn))
         assert adapter.page_size == 7
@@ -155,7 +157,9 @@ async def test_bureau_protocol_is_not_satisfied_by_a_plain_adapter() -> None:
     plain = PlainAdapter(AdapterConfig(name="erp-1", base_url=BASE_URL, credentials={"token": "t"}))
     try:
         assert not isinstance(plain, BureauAdapter)
-        assert isinstance(plain, BankAdapter)  # no operations declared yet: only the common surface
+        # The bank and ERP protocols have operations: the common surface alone is neither.
+        assert not isinstance(plain, BankAdapter)
+        assert not isinstance(plain, ErpAdapter)
     finally:
         await plain.aclose()
 
