@@ -400,7 +400,7 @@ class MigrationsController(Controller):
         data = await build_report(store, run.id)
         headers = {"Cache-Control": "no-store", "Vary": "Accept"}
         if wanted == "text/html":
-            return Response(render_html(data).encode("utf-8"), media_type="text/html; charset=utf-8", headers=headers)
+            return Response(render_html(data).encode("utf-8"), media_type="text/html", headers=headers)
         return Response(render_json(data), media_type="application/json", headers=headers)
 
     @post(
