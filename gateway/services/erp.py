@@ -49,10 +49,10 @@ from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import erp_approvals, erp_vouchers
 from ..validation import check_amount
-from ..workers import Advance, utcnow
+from ..workers import utcnow
 from .timeline import load_timeline, record_status
 from .tracked import TrackedResource
-from .upstream_outcomes import FailureKind, ask_then_send, classify
+from .upstream_outcomes import FailureKind, classify
 
 __all__ = ["ApprovalService", "BudgetService", "VoucherService", "check_voucher_lines", "find_erp"]
 
@@ -187,12 +187,18 @@ class ApprovalService(TrackedResource):
                 if row is None:
                     raise
         if row.status == "submitting":
-            await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
+            await self.submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)
 
-    def _erp(self, row: Any) -> ErpAdapter | None:
+    def upstream(self, row: Any) -> ErpAdapter | None:
         upstreams = self.upstreams_for(row.environment)
         return upstreams.erp(row.erp) if upstreams else None
+
+    async def ask(self, upstream: ErpAdapter, row: Any, context: CallContext) -> ApprovalReceipt | None:
+        return await upstream.find_approval(row.reference, context=context)
+
+    async def send(self, upstream: ErpAdapter, row: Any, context: CallContext) -> ApprovalReceipt:
+        return await upstream.submit_approval(self._submission(row), context=context)
 
     def _submission(self, row: Any) -> ApprovalSubmission:
         return ApprovalSubmission(
@@ -201,57 +207,13 @@ class ApprovalService(TrackedResource):
             attachments=tuple(Attachment(a["kind"], a["sha256"], a.get("name")) for a in json.loads(row.attachments)),
         )
 
-    async def _submit(self, row: Any, context: CallContext, *, ask_first: bool) -> bool:
-        erp = self._erp(row)
-        if erp is None:
-            return False
-        try:
-            receipt = await ask_then_send(
-                lambda: erp.find_approval(row.reference, context=context),
-                lambda: erp.submit_approval(self._submission(row), context=context),
-                ask_first=ask_first,
-            )
-        except UpstreamError as exc:
-            failure = classify(exc)
-            if failure.kind is FailureKind.REJECTED:
-                await self.transition(row.id, "rejected", {"reason": json.dumps(
-                    {"code": failure.upstream_code, "message": failure.upstream_message}, ensure_ascii=False)})
-                return True
-            log.warning("approval %s: %s could not take it now: %s", row.id, row.erp, failure.message)
-            await self.reschedule(row.id, self.poll_seconds)
-            return False
-        await self._apply(row, receipt)
-        return True
-
-    async def _apply(self, row: Any, receipt: ApprovalReceipt) -> None:
+    async def apply(self, row: Any, receipt: ApprovalReceipt) -> None:
         values: dict[str, Any] = {"document_number": receipt.document_number or row.document_number}
         if receipt.decided_on:
             values["decided_on"] = receipt.decided_on.isoformat()
         if receipt.status == "rejected":
             values["reason"] = json.dumps({"code": receipt.reason_code, "message": receipt.reason_message}, ensure_ascii=False)
         await self.transition(row.id, receipt.status, values)
-
-    async def advance(self, row: Any) -> Advance:
-        if row.status in self.final:
-            return Advance.done()
-        context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
-        if row.status == "submitting":
-            ok = await self._submit(row, context, ask_first=True)
-        else:
-            erp = self._erp(row)
-            ok = False
-            if erp is not None:
-                try:
-                    receipt = await erp.find_approval(row.reference, context=context)
-                    if receipt is not None:
-                        await self._apply(row, receipt)
-                        ok = True
-                except UpstreamError as exc:
-                    log.warning("approval %s: asking %s failed: %s", row.id, row.erp, classify(exc).message)
-        if not ok:
-            return Advance.back_off()
-        current = await self.row(row.id)
-        return Advance.done() if current.status in self.final else Advance.again_in(self.poll_seconds)
 
     async def out(self, conn: AsyncConnection, row: Any) -> ApprovalOut:
         budget = json.loads(row.budget) if row.budget else None
@@ -364,12 +326,18 @@ class VoucherService(TrackedResource):
                 if row is None:
                     raise
         if row.status == "submitting":
-            await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
+            await self.submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)
 
-    def _erp(self, row: Any) -> ErpAdapter | None:
+    def upstream(self, row: Any) -> ErpAdapter | None:
         upstreams = self.upstreams_for(row.environment)
         return upstreams.erp(row.erp) if upstreams else None
+
+    async def ask(self, upstream: ErpAdapter, row: Any, context: CallContext) -> VoucherReceipt | None:
+        return await upstream.find_voucher(row.reference, context=context)
+
+    async def send(self, upstream: ErpAdapter, row: Any, context: CallContext) -> VoucherReceipt:
+        return await upstream.post_voucher(self._submission(row), context=context)
 
     def _submission(self, row: Any) -> VoucherSubmission:
         return VoucherSubmission(
@@ -383,58 +351,13 @@ class VoucherService(TrackedResource):
             attachments=tuple(Attachment(a["kind"], a["sha256"], a.get("name")) for a in json.loads(row.attachments)),
         )
 
-    async def _submit(self, row: Any, context: CallContext, *, ask_first: bool) -> bool:
-        erp = self._erp(row)
-        if erp is None:
-            return False
-        try:
-            receipt = await ask_then_send(
-                lambda: erp.find_voucher(row.reference, context=context),
-                lambda: erp.post_voucher(self._submission(row), context=context),
-                ask_first=ask_first,
-            )
-        except UpstreamError as exc:
-            failure = classify(exc)
-            if failure.kind is FailureKind.REJECTED:
-                await self.transition(row.id, "rejected", {"reason": json.dumps(
-                    {"code": failure.upstream_code, "message": failure.upstream_message, "field": failure.field},
-                    ensure_ascii=False)})
-                return True
-            log.warning("voucher %s: %s could not take it now: %s", row.id, row.erp, failure.message)
-            await self.reschedule(row.id, self.poll_seconds)
-            return False
-        await self._apply(row, receipt)
-        return True
-
-    async def _apply(self, row: Any, receipt: VoucherReceipt) -> None:
+    async def apply(self, row: Any, receipt: VoucherReceipt) -> None:
         values: dict[str, Any] = {"document_number": receipt.document_number or row.document_number}
         if receipt.posted_on:
             values["posted_on"] = receipt.posted_on.isoformat()
         if receipt.status == "rejected":
             values["reason"] = json.dumps({"code": receipt.reason_code, "message": receipt.reason_message}, ensure_ascii=False)
         await self.transition(row.id, receipt.status, values)
-
-    async def advance(self, row: Any) -> Advance:
-        if row.status in self.final:
-            return Advance.done()
-        context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
-        if row.status == "submitting":
-            ok = await self._submit(row, context, ask_first=True)
-        else:
-            erp = self._erp(row)
-            ok = False
-            if erp is not None:
-                try:
-                    receipt = await erp.find_voucher(row.reference, context=context)
-                    if receipt is not None:
-                        await self._apply(row, receipt)
-                        ok = True
-                except UpstreamError as exc:
-                    log.warning("voucher %s: asking %s failed: %s", row.id, row.erp, classify(exc).message)
-        if not ok:
-            return Advance.back_off()
-        current = await self.row(row.id)
-        return Advance.done() if current.status in self.final else Advance.again_in(self.poll_seconds)
 
     async def out(self, conn: AsyncConnection, row: Any) -> VoucherOut:
         return VoucherOut(

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters import AccountParty, BankAdapter, CallContext, PaymentReceipt, PaymentSubmission, UpstreamError
+from adapters import AccountParty, BankAdapter, CallContext, PaymentReceipt, PaymentSubmission
 
 from ..api.schemas import MaskedAccountParty, PaymentIn, PaymentOut, PaymentRejection
 from ..auth import Client
@@ -30,11 +30,11 @@ from ..ids import new_id, upstream_reference
 from ..registry import UpstreamSet
 from ..store import payments
 from ..validation import check_account_number, check_amount, check_bank_code, check_currency
-from ..workers import Advance, utcnow
+from ..workers import utcnow
 from .accounts import debtor_party
 from .timeline import load_timeline, record_status
 from .tracked import TrackedResource
-from .upstream_outcomes import FailureKind, ask_then_send, classify
+from .upstream_outcomes import Failure
 
 __all__ = ["PaymentService", "check_creditor", "find_bank"]
 
@@ -64,6 +64,7 @@ class PaymentService(TrackedResource):
     table = payments
     kind = "payment"
     final = _FINAL
+    unsent = "pending"
     not_found = "no payment with this id for this client"
 
     # -- the API ---------------------------------------------------------------------
@@ -110,7 +111,7 @@ class PaymentService(TrackedResource):
                 if row is None:
                     raise
         if row.status == "pending":
-            await self._submit(row, context.with_gateway_id(row.id), ask_first=resumed)
+            await self.submit(row, context.with_gateway_id(row.id), ask_first=resumed)
         return str(row.id)
 
     async def _insert(
@@ -171,48 +172,23 @@ class PaymentService(TrackedResource):
             requested_on=row.created_at.date(),
         )
 
-    def _bank(self, row: Any) -> BankAdapter | None:
+    def upstream(self, row: Any) -> BankAdapter | None:
         upstreams = self.upstreams_for(row.environment)
         return upstreams.bank(row.bank) if upstreams else None
 
-    async def _submit(self, row: Any, context: CallContext, *, ask_first: bool) -> bool:
-        bank = self._bank(row)
-        if bank is None:
-            return False
-        try:
-            receipt = await ask_then_send(
-                lambda: bank.find_payment(row.reference, context=context),
-                lambda: bank.initiate_payment(self._submission(row), context=context),
-                ask_first=ask_first,
-            )
-        except UpstreamError as exc:
-            failure = classify(exc)
-            if failure.kind is FailureKind.REJECTED:
-                await self.transition(row.id, "rejected", {"reason": json.dumps({
-                    "reason": "other", "upstream_code": failure.upstream_code,
-                    "upstream_message": failure.upstream_message,
-                }, ensure_ascii=False)})
-                return True
-            log.warning("payment %s: %s could not take it now: %s", row.id, row.bank, failure.message)
-            await self.reschedule(row.id, self.poll_seconds)
-            return False
-        await self._apply(row.id, receipt)
-        return True
+    async def ask(self, upstream: BankAdapter, row: Any, context: CallContext) -> PaymentReceipt | None:
+        return await upstream.find_payment(row.reference, context=context)
 
-    async def _follow(self, row: Any, context: CallContext) -> bool:
-        bank = self._bank(row)
-        if bank is None:
-            return False
-        try:
-            receipt = await bank.find_payment(row.reference, context=context)
-        except UpstreamError as exc:
-            log.warning("payment %s: asking %s failed: %s", row.id, row.bank, classify(exc).message)
-            return False
-        if receipt is None:
-            log.error("payment %s: %s no longer knows reference %s", row.id, row.bank, row.reference)
-            return False
+    async def send(self, upstream: BankAdapter, row: Any, context: CallContext) -> PaymentReceipt:
+        return await upstream.initiate_payment(self._submission(row), context=context)
+
+    def refused(self, failure: Failure) -> dict[str, Any]:
+        return {"reason": json.dumps({
+            "reason": "other", "upstream_code": failure.upstream_code, "upstream_message": failure.upstream_message,
+        }, ensure_ascii=False)}
+
+    async def apply(self, row: Any, receipt: PaymentReceipt) -> None:
         await self._apply(row.id, receipt)
-        return True
 
     async def _apply(self, payment_id: str, receipt: PaymentReceipt) -> None:
         row = await self.row(payment_id)
@@ -235,19 +211,6 @@ class PaymentService(TrackedResource):
             if _ORDER[row.status] < _ORDER[step] < _ORDER[status] and status != "rejected":
                 await self.transition(payment_id, step)
         await self.transition(payment_id, status, values)
-
-    async def advance(self, row: Any) -> Advance:
-        if row.status in _FINAL:
-            return Advance.done()
-        context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
-        if row.status == "pending":
-            ok = await self._submit(row, context, ask_first=True)
-        else:
-            ok = await self._follow(row, context)
-        if not ok:
-            return Advance.back_off()
-        current = await self.row(row.id)
-        return Advance.done() if current.status in _FINAL else Advance.again_in(self.poll_seconds)
 
     # -- what the client sees --------------------------------------------------------
 

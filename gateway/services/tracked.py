@@ -3,12 +3,17 @@ share: a row with a status that only moves forward, a timeline of the statuses i
 reached, and a webhook for each change, written in the same transaction.
 
 A subclass declares its table, timeline kind, event prefix and final statuses and
-says how its row looks to the client (``out``); ``transition`` does the rest.
+says how its row looks to the client (``out``); ``transition`` does the rest. A
+resource sent to one upstream also says how to reach it (``upstream``), ask it
+(``ask``), send to it (``send``) and read its answer (``apply``): ``submit``,
+``follow`` and ``advance`` are then the same for payments, approvals and vouchers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -16,14 +21,19 @@ import msgspec
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters import CallContext, UpstreamError
+
 from ..encryption import FieldCipher
 from ..errors import ProblemError
 from ..registry import UpstreamSet
-from ..workers import utcnow
+from ..workers import Advance, utcnow
 from .events import EventPublisher
 from .timeline import record_status
+from .upstream_outcomes import Failure, FailureKind, ask_then_send, classify
 
 __all__ = ["TrackedResource"]
+
+log = logging.getLogger("hr_gateway.tracked")
 
 
 class TrackedResource:
@@ -33,6 +43,8 @@ class TrackedResource:
     #: Statuses announced by webhook when reached (all by default).
     announced: ClassVar[frozenset[str] | None] = None
     not_found: ClassVar[str] = "no such resource for this client"
+    #: The status of a row the upstream has not acknowledged yet (sent, or to be sent).
+    unsent: ClassVar[str] = "submitting"
 
     def __init__(
         self,
@@ -116,3 +128,78 @@ class TrackedResource:
                 .where(self.table.c.id == resource_id)
                 .values(next_poll_at=utcnow() + dt.timedelta(seconds=seconds))
             )
+
+    # -- one upstream: send at most once, then follow ------------------------------
+
+    def upstream(self, row: Any) -> Any:
+        """The adapter instance that carries ``row`` (``None`` if no longer configured)."""
+        raise NotImplementedError
+
+    async def ask(self, upstream: Any, row: Any, context: CallContext) -> Any:
+        """The upstream's state of ``row`` by its reference, ``None`` if it never landed."""
+        raise NotImplementedError
+
+    async def send(self, upstream: Any, row: Any, context: CallContext) -> Any:
+        raise NotImplementedError
+
+    async def apply(self, row: Any, receipt: Any) -> None:
+        """Record what the upstream said (``transition``)."""
+        raise NotImplementedError
+
+    def refused(self, failure: Failure) -> dict[str, Any]:
+        """The column values of a row the upstream refused outright."""
+        return {"reason": json.dumps(
+            {"code": failure.upstream_code, "message": failure.upstream_message, "field": failure.field},
+            ensure_ascii=False,
+        )}
+
+    async def submit(self, row: Any, context: CallContext, *, ask_first: bool) -> bool:
+        """Send ``row`` (asking first if an earlier attempt may have landed); False if
+        the upstream could not take it now (the row is due again after a poll interval)."""
+        upstream = self.upstream(row)
+        if upstream is None:
+            return False
+        try:
+            receipt = await ask_then_send(
+                lambda: self.ask(upstream, row, context), lambda: self.send(upstream, row, context), ask_first=ask_first
+            )
+        except UpstreamError as exc:
+            failure = classify(exc)
+            if failure.kind is FailureKind.REJECTED:
+                await self.transition(row.id, "rejected", self.refused(failure))
+                return True
+            log.warning("%s %s: %s could not take it now: %s", self.kind, row.id, upstream.name, failure.message)
+            await self.reschedule(row.id, self.poll_seconds)
+            return False
+        await self.apply(row, receipt)
+        return True
+
+    async def follow(self, row: Any, context: CallContext) -> bool:
+        """Ask the upstream where an acknowledged row stands; never send it again."""
+        upstream = self.upstream(row)
+        if upstream is None:
+            return False
+        try:
+            receipt = await self.ask(upstream, row, context)
+        except UpstreamError as exc:
+            log.warning("%s %s: asking %s failed: %s", self.kind, row.id, upstream.name, classify(exc).message)
+            return False
+        if receipt is None:
+            log.error("%s %s: %s no longer knows reference %s", self.kind, row.id, upstream.name, row.reference)
+            return False
+        await self.apply(row, receipt)
+        return True
+
+    async def advance(self, row: Any) -> Advance:
+        """The poller's step: send what was never acknowledged (asking first), follow the rest."""
+        if row.status in self.final:
+            return Advance.done()
+        context = CallContext(request_id=f"poll-{row.id}", client_id=row.client_id, gateway_id=row.id)
+        if row.status == self.unsent:
+            ok = await self.submit(row, context, ask_first=True)
+        else:
+            ok = await self.follow(row, context)
+        if not ok:
+            return Advance.back_off()
+        current = await self.row(row.id)
+        return Advance.done() if current.status in self.final else Advance.again_in(self.poll_seconds)
