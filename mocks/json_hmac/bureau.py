@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from mocks.corrections import correct_contributions
 from mocks.faults import Fault, FaultKind
 from mocks.json_hmac import wire
 from mocks.json_hmac.signing import Verifier
 from mocks.json_hmac.store import Enrolment, PaymentConfirmation, Store, china_date
 from mocks.json_hmac.wire import BureauError
-from mocks.resident_id import has_valid_check_digit, mask
+from mocks.resident_id import has_valid_check_digit
 from mocks.server import MockServer, Request, RequestKeys, Response
 
 DEFAULT_APP_ID = "hgw-sandbox"
@@ -91,7 +92,9 @@ class JsonHmacBureau(MockServer):
             "/api/v1/contribution/payment/query": _Route("POST", signed=True, handler=self._payment_query),
         }
         super().__init__(host=host, port=port)
-        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
+        self._control_routes[("POST", "/__mock__/contributions")] = lambda request: correct_contributions(
+            request, self.set_contribution_status
+        )
 
     def enrolments(self) -> list[Enrolment]:
         """The accepted enrolments, in acceptance order (unmasked: for in-process tests)."""
@@ -270,25 +273,6 @@ class JsonHmacBureau(MockServer):
         return wire.success(answer)
 
     # Control plane
-
-    def _correct_contributions(self, request: Request) -> Response:
-        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
-        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
-        try:
-            body = json.loads(request.body)
-            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
-                raise ValueError("the body must be a JSON object with id_number, period and status")
-            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
-                raise ValueError("period and status must be strings")
-            months = self.set_contribution_status(
-                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
-                paid_on=body.get("paid_on"),
-            )  # fmt: skip
-        except LookupError as exc:
-            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
-        except (ValueError, TypeError, RecursionError) as exc:
-            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
 
     def _contribution_query(self, request: Request) -> Response:
         query = wire.parse_contribution_query(request.body)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 import threading
 import time
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from mocks.corrections import correct_contributions
 from mocks.faults import Fault, FaultKind
-from mocks.resident_id import has_valid_check_digit, mask
+from mocks.resident_id import has_valid_check_digit
 from mocks.server import MockServer, Request, RequestKeys, Response
 from mocks.sm4_async import crypto, wire
 from mocks.sm4_async.store import Store, Task, Transfer
@@ -145,7 +145,9 @@ class Sm4AsyncBureau(MockServer):
             "/api/contribution-payment/submit": self._payment_submit,
         }
         super().__init__(host=host, port=port)
-        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
+        self._control_routes[("POST", "/__mock__/contributions")] = lambda request: correct_contributions(
+            request, self.set_contribution_status
+        )
 
     @property
     def app_id(self) -> str:
@@ -369,24 +371,6 @@ class Sm4AsyncBureau(MockServer):
 
     # Control plane
 
-    def _correct_contributions(self, request: Request) -> Response:
-        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
-        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
-        try:
-            body = json.loads(request.body)
-            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
-                raise ValueError("the body must be a JSON object with id_number, period and status")
-            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
-                raise ValueError("period and status must be strings")
-            months = self.set_contribution_status(
-                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
-                paid_on=body.get("paid_on"),
-            )  # fmt: skip
-        except LookupError as exc:
-            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
-        except (ValueError, TypeError, RecursionError) as exc:
-            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
 
 
 def _wire_date(value: dt.date | str | None) -> str | None:

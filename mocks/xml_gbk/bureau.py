@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 import re
 import threading
 import time
@@ -18,8 +17,9 @@ from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from xml.etree.ElementTree import Element
 
+from mocks.corrections import correct_contributions
 from mocks.faults import Fault, FaultKind
-from mocks.resident_id import has_valid_check_digit, mask
+from mocks.resident_id import has_valid_check_digit
 from mocks.server import MockServer, Request, RequestKeys, Response
 from mocks.xml_gbk import wire
 from mocks.xml_gbk.sessions import Sessions
@@ -141,7 +141,9 @@ class XmlGbkBureau(MockServer):
             wire.P002: self._p002,
         }
         super().__init__(host=host, port=port)
-        self._control_routes[("POST", "/__mock__/contributions")] = self._correct_contributions
+        self._control_routes[("POST", "/__mock__/contributions")] = lambda request: correct_contributions(
+            request, self.set_contribution_status
+        )
 
     @property
     def app_id(self) -> str:
@@ -372,24 +374,6 @@ class XmlGbkBureau(MockServer):
 
     # Control plane
 
-    def _correct_contributions(self, request: Request) -> Response:
-        """``POST /__mock__/contributions``: ``set_contribution_status`` from a JSON body
-        ``{"id_number", "period", "status", "insurance_type"?, "paid_on"?}``."""
-        try:
-            body = json.loads(request.body)
-            if not isinstance(body, dict) or not isinstance(body.get("id_number"), str):
-                raise ValueError("the body must be a JSON object with id_number, period and status")
-            if not isinstance(body.get("period"), str) or not isinstance(body.get("status"), str):
-                raise ValueError("period and status must be strings")
-            months = self.set_contribution_status(
-                body["id_number"], body["period"], body["status"], body.get("insurance_type"),
-                paid_on=body.get("paid_on"),
-            )  # fmt: skip
-        except LookupError as exc:
-            return Response.json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
-        except (ValueError, TypeError, RecursionError) as exc:
-            return Response.json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-        return Response.json(HTTPStatus.OK, {"id_number": mask(body["id_number"]), "months": months})
 
 
 def _iso_date(value: dt.date | str | None) -> str | None:
