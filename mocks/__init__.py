@@ -1,9 +1,10 @@
 """Stand-alone mock upstream servers; import nothing from gateway/adapters.
 
 Each mock is written from a dialect's wire-protocol description alone, so that it
-can check the adapters instead of mirroring their mistakes. Only the standard
-library is used (plus the ``cryptography`` package for sm4-async's SM4 and SM3),
-which keeps the mocks runnable anywhere the project's tests run.
+can check the adapters instead of mirroring their mistakes. Besides the standard
+library they use only third-party libraries, never project code: ``cryptography``
+(sm4-async's SM4 and SM3), ``xmlschema``/``defusedxml`` and sepaxml's official XSD
+(iso20022 uploads), ``joserfc`` (openbanking signatures).
 """
 
 from mocks.cli import serve_forever
