@@ -51,7 +51,7 @@ from ..store import erp_approvals, erp_vouchers
 from ..validation import check_amount
 from ..workers import utcnow
 from .timeline import load_timeline, record_status
-from .tracked import TrackedResource
+from .tracked import UpstreamDocument
 from .upstream_outcomes import FailureKind, classify
 
 __all__ = ["ApprovalService", "BudgetService", "VoucherService", "check_voucher_lines", "find_erp"]
@@ -116,7 +116,7 @@ class BudgetService:
         )
 
 
-class ApprovalService(TrackedResource):
+class ApprovalService(UpstreamDocument):
     table = erp_approvals
     kind = "erp_approval"
     final = frozenset({"approved", "rejected"})
@@ -255,7 +255,7 @@ def check_voucher_lines(lines: list[VoucherLineIn]) -> tuple[tuple[VoucherLine, 
     return tuple(result), debits
 
 
-class VoucherService(TrackedResource):
+class VoucherService(UpstreamDocument):
     table = erp_vouchers
     kind = "erp_voucher"
     final = frozenset({"posted", "rejected"})

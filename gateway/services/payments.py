@@ -33,7 +33,7 @@ from ..validation import check_account_number, check_amount, check_bank_code, ch
 from ..workers import utcnow
 from .accounts import debtor_party
 from .timeline import load_timeline, record_status
-from .tracked import TrackedResource
+from .tracked import UpstreamDocument
 from .upstream_outcomes import Failure
 
 __all__ = ["PaymentService", "check_creditor", "find_bank"]
@@ -60,7 +60,7 @@ def check_creditor(name: str, account: str, bank_code: str, field: str) -> Accou
     )
 
 
-class PaymentService(TrackedResource):
+class PaymentService(UpstreamDocument):
     table = payments
     kind = "payment"
     final = _FINAL

@@ -3,10 +3,10 @@ share: a row with a status that only moves forward, a timeline of the statuses i
 reached, and a webhook for each change, written in the same transaction.
 
 A subclass declares its table, timeline kind, event prefix and final statuses and
-says how its row looks to the client (``out``); ``transition`` does the rest. A
-resource sent to one upstream also says how to reach it (``upstream``), ask it
-(``ask``), send to it (``send``) and read its answer (``apply``): ``submit``,
-``follow`` and ``advance`` are then the same for payments, approvals and vouchers.
+says how its row looks to the client (``out``); ``transition`` does the rest. An
+``UpstreamDocument`` (a payment, an approval, a voucher) also says how to reach its
+upstream (``upstream``), ask it (``ask``), send to it (``send``) and read its answer
+(``apply``); ``submit``, ``follow`` and ``advance`` are then the same for all three.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -31,20 +32,18 @@ from .events import EventPublisher
 from .timeline import record_status
 from .upstream_outcomes import Failure, FailureKind, ask_then_send, classify
 
-__all__ = ["TrackedResource"]
+__all__ = ["TrackedResource", "UpstreamDocument"]
 
 log = logging.getLogger("hr_gateway.tracked")
 
 
-class TrackedResource:
+class TrackedResource(ABC):
     table: ClassVar[Table]
     kind: ClassVar[str]  # timeline kind and event prefix ("payment" -> "payment.settled")
     final: ClassVar[frozenset[str]]
     #: Statuses announced by webhook when reached (all by default).
     announced: ClassVar[frozenset[str] | None] = None
     not_found: ClassVar[str] = "no such resource for this client"
-    #: The status of a row the upstream has not acknowledged yet (sent, or to be sent).
-    unsent: ClassVar[str] = "submitting"
 
     def __init__(
         self,
@@ -61,8 +60,9 @@ class TrackedResource:
         self.upstreams_for = upstreams_for
         self.poll_seconds = poll_seconds
 
+    @abstractmethod
     async def out(self, conn: AsyncConnection, row: Any) -> msgspec.Struct:
-        raise NotImplementedError
+        """The row as the client sees it (the API's answer and the webhook's data)."""
 
     async def get(self, client_id: str, resource_id: str) -> Any:
         async with self.engine.connect() as conn:
@@ -129,22 +129,30 @@ class TrackedResource:
                 .values(next_poll_at=utcnow() + dt.timedelta(seconds=seconds))
             )
 
-    # -- one upstream: send at most once, then follow ------------------------------
 
+
+class UpstreamDocument(TrackedResource):
+    """A tracked resource carried by one upstream call and followed until final
+    (payments, ERP approvals and vouchers): sent at most once, then asked about."""
+
+    #: The status of a row the upstream has not acknowledged yet (sent, or to be sent).
+    unsent: ClassVar[str] = "submitting"
+
+    @abstractmethod
     def upstream(self, row: Any) -> Any:
         """The adapter instance that carries ``row`` (``None`` if no longer configured)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def ask(self, upstream: Any, row: Any, context: CallContext) -> Any:
         """The upstream's state of ``row`` by its reference, ``None`` if it never landed."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def send(self, upstream: Any, row: Any, context: CallContext) -> Any:
-        raise NotImplementedError
+        """Send ``row`` (with its reference) to the upstream."""
 
+    @abstractmethod
     async def apply(self, row: Any, receipt: Any) -> None:
         """Record what the upstream said (``transition``)."""
-        raise NotImplementedError
 
     def refused(self, failure: Failure) -> dict[str, Any]:
         """The column values of a row the upstream refused outright."""
